@@ -1,0 +1,134 @@
+// Backend: the device interface every compute backend (CPU, CUDA) implements.
+//
+// Contract
+// - Buffers are device allocations owned by a Buffer (RAII). Tensors are views into them.
+// - Ops put outputs first, then inputs, then scalars. They may run asynchronously on the backend's stream;
+//   host code sees results only after synchronize() or a copy to the host.
+// - Activations are F32 on the CPU backend; weights may be any dtype that supports_matmul() accepts.
+// - Ops never throw on the hot path: shapes and dtypes are validated at model load (supports_*) and at admission.
+// - Backends know nothing about models: they see ops, tensors and an AttentionBatch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace osprey::backend {
+
+class Backend;
+
+// An owning device allocation.
+class Buffer {
+  public:
+    Buffer() = default;
+    Buffer(Backend* owner, void* data, size_t n_bytes) : owner_(owner), data_(data), n_bytes_(n_bytes) {}
+    ~Buffer() { release(); }
+    Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+    Buffer& operator=(Buffer&& o) noexcept;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+
+    void* data() const { return data_; }
+    size_t n_bytes() const { return n_bytes_; }
+    Tensor view(DType dtype, std::initializer_list<int64_t> shape) const;
+
+  private:
+    void release();
+    Backend* owner_ = nullptr;
+    void* data_ = nullptr;
+    size_t n_bytes_ = 0;
+};
+
+// Per-step attention metadata, built once per step and read by every layer (FlashInfer's plan/run split).
+// All tensors are I32 on the backend's device. The flat token batch holds n_seqs sequences back to back;
+// sequence s owns token rows [query_start[s], query_start[s+1]) whose positions are the last
+// (query_start[s+1] - query_start[s]) positions of its context of seq_lens[s] tokens.
+struct AttentionBatch {
+    int n_seqs = 0;
+    int n_tokens = 0;
+    int max_blocks_per_seq = 0;  // columns of block_tables
+    int max_seq_len = 0;         // max of seq_lens (host-side hint for kernel choice)
+    Tensor query_start;          // [n_seqs + 1]
+    Tensor seq_lens;             // [n_seqs]
+    Tensor block_tables;         // [n_seqs, max_blocks_per_seq]: physical block ids
+    Tensor positions;            // [n_tokens]: position of each token in its sequence
+    Tensor slot_mapping;         // [n_tokens]: block_id * block_size + offset where the token's K/V are written
+};
+
+// One layer's paged KV storage: k and v are [n_blocks, block_size, n_kv_heads, head_dim] (F32 or F16).
+struct KvLayerView {
+    Tensor k;
+    Tensor v;
+    int block_size = 16;
+};
+
+struct AttentionParams {
+    int n_heads = 0;
+    int n_kv_heads = 0;
+    int head_dim = 0;
+    float scale = 1.0f;      // applied to q·k
+    int window = 0;          // sliding window in tokens (key j visible to query at p iff p - window < j <= p); 0 = none
+    float softcap = 0.0f;    // tanh soft-capping of scores; 0 = none
+};
+
+struct RopeParams {
+    int n_heads = 0;
+    int head_dim = 0;
+    int rotary_dim = 0;      // leading dims of each head that rotate (== head_dim for all supported models)
+    bool neox = true;        // true: rotate halves (HF rotate_half); false: rotate adjacent pairs (GGUF llama)
+};
+
+enum class Activation { Silu, GeluTanh };
+
+class Backend {
+  public:
+    virtual ~Backend() = default;
+
+    virtual std::string name() const = 0;       // "cpu (avx512, 2 threads)"
+    virtual Device device() const = 0;
+
+    // ---- memory ----
+    virtual Buffer alloc(size_t n_bytes) = 0;
+    virtual void free_raw(void* data, size_t n_bytes) = 0;  // called by Buffer
+    virtual void copy_from_host(void* dst, const void* src, size_t n_bytes) = 0;
+    virtual void copy_to_host(void* dst, const void* src, size_t n_bytes) = 0;
+    virtual void copy(void* dst, const void* src, size_t n_bytes) = 0;  // device to device
+    virtual void synchronize() = 0;
+
+    // ---- capabilities (checked at model load; no silent fallback) ----
+    virtual bool supports_matmul(DType weight_dtype) const = 0;
+    virtual bool supports_embedding(DType table_dtype) const = 0;
+    virtual bool supports_kv_dtype(DType kv_dtype) const = 0;
+
+    // ---- ops ----
+    // out[t, :] = table[ids[t], :] * scale                         out [T, d] f32; table [V, d]; ids i32 [T]
+    virtual void embedding(Tensor out, const Tensor& table, const Tensor& ids, float scale) = 0;
+    // out[m, n] = sum_k x[m, k] * w[n, k]                          out [M, N] f32; x [M, K] f32; w [N, K]
+    // Each output element's arithmetic depends only on its own row of x and w (batch-invariant).
+    virtual void matmul(Tensor out, const Tensor& x, const Tensor& w) = 0;
+    // x[m, n] += bias[n]                                            x [M, N] f32; bias [N] f32
+    virtual void add_bias(Tensor x, const Tensor& bias) = 0;
+    // out = a + b (elementwise, same shape, f32); out may alias a or b
+    virtual void add(Tensor out, const Tensor& a, const Tensor& b) = 0;
+    // out[r, :] = x[r, :] / rms(x[r, :]) * w      rows of length w.cols(); x viewed as [R, w.cols()]; out may alias x
+    virtual void rms_norm(Tensor out, const Tensor& x, const Tensor& w, float eps) = 0;
+    // out = act(gate) * up                                          [T, F] f32; out may alias gate
+    virtual void gated_activation(Tensor out, const Tensor& gate, const Tensor& up, Activation act) = 0;
+    // Rotate x in place: x [T, n_heads * head_dim] f32; positions i32 [T]; inv_freq f32 [rotary_dim / 2]
+    virtual void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, const RopeParams& p) = 0;
+    // Write k, v [T, n_kv_heads * head_dim] (f32) into the layer's pool at batch.slot_mapping.
+    virtual void kv_write(KvLayerView kv, const Tensor& k, const Tensor& v, const AttentionBatch& batch) = 0;
+    // Causal paged grouped-query attention over each sequence's context (cached tokens plus this step's).
+    // out, q [T, n_heads * head_dim] f32. The step's K/V must already be written with kv_write.
+    virtual void paged_attention(Tensor out, const Tensor& q, KvLayerView kv, const AttentionBatch& batch,
+                                 const AttentionParams& p) = 0;
+    // out[i, :] = x[rows[i], :]                                     out [R, d]; x [T, d] f32; rows i32 [R]
+    virtual void gather_rows(Tensor out, const Tensor& x, const Tensor& rows) = 0;
+    // x *= s; optionally x = softcap * tanh(x / softcap) when softcap > 0
+    virtual void scale(Tensor x, float s, float softcap) = 0;
+};
+
+}  // namespace osprey::backend

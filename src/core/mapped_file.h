@@ -1,0 +1,28 @@
+// MappedFile: a read-only memory map of a whole file (RAII). Views into it stay valid while it lives.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace osprey {
+
+class MappedFile {
+  public:
+    // Throws Error(NotFound/Io) with the path in the message.
+    explicit MappedFile(const std::string& path);
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const uint8_t* data() const { return data_; }
+    size_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+  private:
+    std::string path_;
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+}  // namespace osprey

@@ -1,0 +1,107 @@
+#include "core/thread_pool.h"
+
+#include <algorithm>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace osprey {
+
+namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__)
+    _mm_pause();
+#else
+    std::this_thread::yield();
+#endif
+}
+// Workers spin this many iterations waiting for the next job before sleeping: decode steps issue
+// hundreds of small parallel sections per token, and a futex wake-up per section would dominate.
+constexpr int kSpinIterations = 200000;
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) {
+    if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    n_threads_ = n_threads;
+    for (int i = 1; i < n_threads_; i++) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stop_ = true;
+        spin_generation_.fetch_add(1, std::memory_order_release);
+    }
+    start_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::worker_loop(int idx) {
+    uint64_t seen = 0;
+    for (;;) {
+        // Spin first, then sleep.
+        int spins = 0;
+        while (spin_generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+            cpu_relax();
+            spins++;
+        }
+        const std::function<void(int, int)>* job = nullptr;
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+            if (stop_) return;
+            seen = generation_;
+            job = job_;
+        }
+        (*job)(idx, n_threads_);
+        if (spin_pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            done_cv_.notify_one();
+        }
+    }
+}
+
+void ThreadPool::run(const std::function<void(int, int)>& fn) {
+    if (n_threads_ == 1) {
+        fn(0, 1);
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        job_ = &fn;
+        spin_pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+        generation_++;
+        spin_generation_.store(generation_, std::memory_order_release);
+    }
+    start_cv_.notify_all();
+    fn(0, n_threads_);
+    int spins = 0;
+    while (spin_pending_.load(std::memory_order_acquire) != 0 && spins < kSpinIterations) {
+        cpu_relax();
+        spins++;
+    }
+    if (spin_pending_.load(std::memory_order_acquire) != 0) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_cv_.wait(lock, [&] { return spin_pending_.load(std::memory_order_acquire) == 0; });
+    }
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(1, grain);
+    const int64_t n_chunks = (n + grain - 1) / grain;
+    const int n_used = int(std::min<int64_t>(n_chunks, n_threads_));
+    if (n_used <= 1) {
+        fn(0, n);
+        return;
+    }
+    run([&](int idx, int) {
+        if (idx >= n_used) return;
+        const int64_t c0 = n_chunks * idx / n_used, c1 = n_chunks * (idx + 1) / n_used;
+        const int64_t b = c0 * grain, e = std::min(n, c1 * grain);
+        if (b < e) fn(b, e);
+    });
+}
+
+}  // namespace osprey

@@ -1,0 +1,48 @@
+// ThreadPool: a fixed set of worker threads that run one parallel-for at a time (fork/join).
+// The calling thread takes part as worker 0, so a pool of n threads starts n - 1 workers.
+// Work is split into n_threads contiguous chunks by index, so a given index always lands in the same chunk
+// for a given n (deterministic partitioning). Not re-entrant: call parallel_for from one thread at a time.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace osprey {
+
+class ThreadPool {
+  public:
+    explicit ThreadPool(int n_threads);  // n_threads <= 0: the number of cores
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int n_threads() const { return n_threads_; }
+
+    // fn(thread_idx, n_threads): each thread runs once; the callee splits the work.
+    void run(const std::function<void(int, int)>& fn);
+
+    // fn(begin, end) over [0, n) in contiguous chunks, each a multiple of `grain` (except the last).
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+  private:
+    void worker_loop(int idx);
+
+    int n_threads_;
+    std::vector<std::thread> workers_;
+    std::mutex mutex_;
+    std::condition_variable start_cv_;
+    std::condition_variable done_cv_;
+    const std::function<void(int, int)>* job_ = nullptr;
+    uint64_t generation_ = 0;
+    int n_pending_ = 0;
+    bool stop_ = false;
+    std::atomic<uint64_t> spin_generation_{0};
+    std::atomic<int> spin_pending_{0};
+};
+
+}  // namespace osprey

@@ -1,0 +1,1 @@
+// placeholder so the engine layer library is never empty; removed when the layer has code.

@@ -1,0 +1,1 @@
+// placeholder so the kv layer library is never empty; removed when the layer has code.
