@@ -1,1 +1,0 @@
-// placeholder so the formats layer library is never empty; removed when the layer has code.
