@@ -1,0 +1,5 @@
+#include "backend/cpu/cpu_kernels.h"
+
+namespace osprey::backend::cpu {
+void fill_avx512_kernels(CpuKernels&) {}
+}  // namespace osprey::backend::cpu

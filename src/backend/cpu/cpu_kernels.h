@@ -1,0 +1,115 @@
+// CPU kernels: scalar references (*_ref) and the per-ISA kernel table chosen at run time.
+//
+// Quantized matmul works on a quantized copy of the activation rows (QuantAct): each row of x is quantized once
+// per matmul call to int8 with one f32 scale per 32 elements (weights Q4_0..Q8_0) or per 256 elements (k-quants),
+// then every output is an integer dot product per block scaled in f32 (ggml's vec_dot scheme).
+// Batch invariance: a row kernel computes out[m, n] with the same operations whatever the number of rows it is
+// given, so out[m, n] never depends on M or on the row tile m falls in.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/dtype.h"
+#include "core/quant_blocks.h"
+
+namespace osprey::backend::cpu {
+
+enum class Isa { Scalar, Avx2, Avx512 };
+const char* isa_name(Isa isa);
+
+// ---- scalar references (quant_ref.cpp) ----
+// y[0..n) = dequantized row x of dtype; n a multiple of the block size.
+void dequantize_row_ref(DType dtype, const void* x, float* y, int64_t n);
+bool dequantize_supported(DType dtype);
+// Reference quantizers (tests and tools): x[0..n) -> whole blocks of dtype. Supported: Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q8_1, Q8_K, Q4_K, Q6_K, F16, BF16, F32.
+void quantize_row_ref(DType dtype, const float* x, void* y, int64_t n);
+bool quantize_supported(DType dtype);
+// ggml-layout activation quantizers.
+void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n);
+void quantize_row_q8_1_ref(const float* x, BlockQ8_1* y, int64_t n);
+void quantize_row_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n);
+
+// ---- quantized activations ----
+enum class ActKind { F32, Q8_32, Q8_256 };
+ActKind act_kind(DType weight_dtype);
+
+// Row r of the quantized activations: qs [K] int8, d [K/32 or K/256] f32 scales, s [K/32] f32 (d * sum of the
+// block's qs, Q8_32 only), bsums [K/16] int16 (sums of 16 qs, Q8_256 only).
+struct QuantAct {
+    int64_t k = 0;
+    const float* xf = nullptr;      // F32: the rows of x themselves, stride k
+    int8_t* qs = nullptr;
+    float* d = nullptr;
+    float* s = nullptr;
+    int16_t* bsums = nullptr;
+    int64_t qs_stride = 0, d_stride = 0, s_stride = 0, bsums_stride = 0;  // in elements
+};
+
+// Quantize x[0..k) into row `row` of act: per-32 blocks (Q8_32) or per-256 blocks (Q8_256). Every ISA produces
+// bit-identical qs/d/s/bsums (round to nearest even of x * (1 / d), d = amax / 127).
+using QuantizeActFn = void (*)(const float* x, const QuantAct& act, int64_t row);
+
+// Row kernel: for r in [0, n_rows): out[r * out_stride] = dot(act row (m0 + r), w_row); n_rows in 1..kMaxRows.
+constexpr int kMaxRows = 4;
+using RowsDotFn = void (*)(int n_rows, const QuantAct& act, int64_t m0, const void* w_row, float* out,
+                           int64_t out_stride);
+
+struct CpuKernels {
+    Isa isa = Isa::Scalar;
+    QuantizeActFn quantize_q8_32 = nullptr;
+    QuantizeActFn quantize_q8_256 = nullptr;
+    RowsDotFn rows_dot[kNumDTypes] = {};  // by weight dtype; null: unsupported
+    // Attention primitives (n elements): dot of f32 q with a K row; y += a * V row.
+    float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
+    float (*dot_f16)(const float* a, const uint16_t* b, int64_t n) = nullptr;
+    void (*axpy_f32)(float* y, float a, const float* x, int64_t n) = nullptr;
+    void (*axpy_f16)(float* y, float a, const uint16_t* x, int64_t n) = nullptr;
+};
+
+// Scalar kernels (always available) and the SIMD tables (null when not compiled/supported by the CPU).
+void fill_scalar_kernels(CpuKernels& k);
+void fill_avx2_kernels(CpuKernels& k);    // avx2/kernels_avx2.cpp
+void fill_avx512_kernels(CpuKernels& k);  // avx512/kernels_avx512.cpp
+// Best table for this CPU, capped by env OSPREY_CPU_ISA=scalar|avx2|avx512 (or by `max_isa` when given).
+CpuKernels select_kernels(const char* forced_isa = nullptr);
+
+// ---- reference ops (ops_ref.cpp): single-threaded, plain loops; the tests' independent references ----
+// out[M, N] = x[M, K] . dequant(w)[N, K]^T in double, rounded to f32.
+void matmul_ref(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K);
+void rms_norm_ref(float* out, const float* x, const float* w, int64_t rows, int64_t d, float eps);
+void rope_ref(float* x, const int32_t* positions, const float* inv_freq, int64_t n_tokens, const RopeParams& p);
+float gelu_tanh_ref(float x);
+float silu_ref(float x);
+
+}  // namespace osprey::backend::cpu
+
+// ---- multi-threaded drivers (matmul.cpp, attention.cpp) ----
+namespace osprey {
+class ThreadPool;
+}
+
+namespace osprey::backend::cpu {
+
+// Reusable scratch for the quantized activations.
+struct MatmulScratch {
+    std::vector<int8_t> qs;
+    std::vector<float> d, s;
+    std::vector<int16_t> bsums;
+};
+
+// out [M, N] f32 = x [M, K] f32 . w [N, K]^T; w.dtype must have a rows_dot kernel.
+void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch& scratch, float* out, const float* x,
+                   DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K);
+
+void paged_attention_driver(ThreadPool& pool, const CpuKernels& k, float* out, const float* q, const KvLayerView& kv,
+                            const AttentionBatch& batch, const AttentionParams& p);
+
+// A CPU backend with a forced kernel table (tests, benchmarks): isa "scalar", "avx2", "avx512" or nullptr (best).
+std::unique_ptr<Backend> make_cpu_backend_with_isa(int n_threads, const char* isa);
+
+}  // namespace osprey::backend::cpu

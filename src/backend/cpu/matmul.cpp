@@ -1,0 +1,83 @@
+// The matmul driver: quantize the activation rows once, then split the output columns over the threads and
+// tile rows x columns so a tile of weight rows stays in L1/L2 while row groups of x stream past it.
+// Every out[m, n] is computed by the same row kernel with the same reduction order along K, whatever M is.
+#include <algorithm>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "core/thread_pool.h"
+
+namespace osprey::backend::cpu {
+
+namespace {
+constexpr int64_t kRowTile = 64;              // rows of x per tile (prefill)
+constexpr size_t kWeightTileBytes = 24 << 10;  // bytes of weight rows per tile
+}  // namespace
+
+void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch& sc, float* out, const float* x,
+                   DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K) {
+    const ActKind kind = act_kind(w_dtype);
+    QuantAct act;
+    act.k = K;
+    if (kind == ActKind::F32) {
+        act.xf = x;
+    } else {
+        const int64_t qs_stride = (K + 63) / 64 * 64;
+        sc.qs.resize(size_t(M * qs_stride));
+        act.qs = sc.qs.data();
+        act.qs_stride = qs_stride;
+        if (kind == ActKind::Q8_32) {
+            act.d_stride = act.s_stride = K / 32;
+            sc.d.resize(size_t(M * act.d_stride));
+            sc.s.resize(size_t(M * act.s_stride));
+            act.d = sc.d.data();
+            act.s = sc.s.data();
+        } else {
+            act.d_stride = K / kQK_K;
+            act.bsums_stride = K / 16;
+            sc.d.resize(size_t(M * act.d_stride));
+            sc.bsums.resize(size_t(M * act.bsums_stride));
+            act.d = sc.d.data();
+            act.bsums = sc.bsums.data();
+        }
+        const QuantizeActFn quant = kind == ActKind::Q8_32 ? k.quantize_q8_32 : k.quantize_q8_256;
+        if (M < 16) {
+            for (int64_t m = 0; m < M; m++) quant(x + m * K, act, m);
+        } else {
+            pool.parallel_for(M, 8, [&](int64_t b, int64_t e) {
+                for (int64_t m = b; m < e; m++) quant(x + m * K, act, m);
+            });
+        }
+    }
+
+    const RowsDotFn dot = k.rows_dot[int(w_dtype)];
+    const size_t row_bytes = dtype_row_bytes(w_dtype, K);
+    const char* wb = static_cast<const char*>(w);
+    const int64_t n_tile = std::max<int64_t>(8, int64_t(kWeightTileBytes / std::max<size_t>(row_bytes, 1)));
+
+    auto work = [&](int64_t n0, int64_t n1) {
+        if (M == 1) {
+            for (int64_t n = n0; n < n1; n++) dot(1, act, 0, wb + size_t(n) * row_bytes, out + n, N);
+            return;
+        }
+        for (int64_t mt = 0; mt < M; mt += kRowTile) {
+            const int64_t mt_end = std::min(M, mt + kRowTile);
+            for (int64_t nt = n0; nt < n1; nt += n_tile) {
+                const int64_t nt_end = std::min(n1, nt + n_tile);
+                for (int64_t m = mt; m < mt_end; m += kMaxRows) {
+                    const int r = int(std::min<int64_t>(kMaxRows, mt_end - m));
+                    for (int64_t n = nt; n < nt_end; n++)
+                        dot(r, act, m, wb + size_t(n) * row_bytes, out + m * N + n, N);
+                }
+            }
+        }
+    };
+    // Split columns in multiples of 16 so threads write separate cache lines.
+    const int64_t grain = N >= 16 * pool.n_threads() ? 16 : 1;
+    if (int64_t(M) * N * K < (1 << 16)) {
+        work(0, N);
+    } else {
+        pool.parallel_for(N, grain, work);
+    }
+}
+
+}  // namespace osprey::backend::cpu
