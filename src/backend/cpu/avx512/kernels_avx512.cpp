@@ -1,5 +1,7 @@
 // AVX-512 (F/BW/VL/DQ/VNNI) kernels: the shared 256-bit kernels with vpdpbusd/vpdpwssd and mask moves, plus
 // 512-bit kernels for the 32-element block types that take two blocks per instruction.
+// GCC 12 flags its own AVX-512 intrinsic headers (false positive on __Y).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define OSP_SIMD_NS osprey_simd_avx512
 #define OSP_VNNI 1
 #include "backend/cpu/simd_kernels_impl.h"
