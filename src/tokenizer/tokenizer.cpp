@@ -76,6 +76,11 @@ bool Tokenizer::is_special(int32_t id) const {
     return t == TokenType::Control || t == TokenType::Unknown || t == TokenType::Unused;
 }
 
+TokenType Tokenizer::token_type(int32_t id) const {
+    if (id < 0 || id >= n_vocab()) raise(ErrorCode::InvalidArgument, "token id {} is outside the vocabulary (0..{})", id, n_vocab() - 1);
+    return vocab_.types[static_cast<size_t>(id)];
+}
+
 const std::string& Tokenizer::token_text(int32_t id) const {
     if (id < 0 || id >= n_vocab()) raise(ErrorCode::InvalidArgument, "token id {} is outside the vocabulary (0..{})", id, n_vocab() - 1);
     return vocab_.tokens[static_cast<size_t>(id)];

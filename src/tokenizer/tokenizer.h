@@ -67,7 +67,8 @@ class Tokenizer {
     const std::set<int32_t>& eos_ids() const { return eos_ids_; }
     void add_eos_id(int32_t id);
     bool is_eos(int32_t id) const { return eos_ids_.count(id) != 0; }
-    bool is_special(int32_t id) const;  // control/unknown/unused tokens (BOS, EOS, chat markers)
+    bool is_special(int32_t id) const;
+    TokenType token_type(int32_t id) const;  // control/unknown/unused tokens (BOS, EOS, chat markers)
     bool add_bos() const { return add_bos_; }
     bool add_eos() const { return add_eos_; }
     // Whether decode() drops a leading space that encode() added (SentencePiece add_space_prefix).
