@@ -72,6 +72,18 @@ void check_model(const std::string& name) {
 TEST(HfGolden, SmolLM2) { check_model("smollm2"); }
 TEST(HfGolden, Gemma3) { check_model("gemma3"); }
 
+TEST(HfGolden, SmolLM2ChatTemplateAndEos) {
+    const std::string path = model_cache() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not fetched";
+    formats::GgufFile gguf(path);
+    const Tokenizer tk = Tokenizer::from_gguf(gguf);
+    EXPECT_EQ(tk.chat_template(), *gguf.get_string("tokenizer.chat_template"));
+    EXPECT_EQ(tk.eos_id(), 2);
+    EXPECT_TRUE(tk.is_eos(2));  // <|im_end|>
+    EXPECT_FALSE(tk.add_bos());
+    EXPECT_EQ(tk.encode("<|im_start|>", false, true), std::vector<int32_t>{1});
+}
+
 TEST(HfGolden, Gemma3SpecialTokensAndEos) {
     const std::string path = model_cache() + "/gemma-3-270m-q4_k_m.gguf";
     if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not fetched";
@@ -88,5 +100,5 @@ TEST(HfGolden, Gemma3SpecialTokensAndEos) {
     const auto plain = tk.encode("<end_of_turn>", false, false);
     EXPECT_GT(plain.size(), 1u);
     EXPECT_EQ(tk.encode("<end_of_turn>", false, true), std::vector<int32_t>{*eot});
-    EXPECT_FALSE(tk.chat_template().empty() && gguf.find("tokenizer.chat_template") != nullptr);
+    EXPECT_EQ(tk.chat_template().empty(), gguf.find("tokenizer.chat_template") == nullptr);
 }

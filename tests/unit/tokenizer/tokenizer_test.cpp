@@ -271,7 +271,7 @@ TEST(TokenizerPerformance, OneMegabyteUnderASecond) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("%s: 1 MiB -> %zu tokens in %.3f s\n", name.c_str(), ids.size(), s);
         EXPECT_GT(ids.size(), 100000u);
-        EXPECT_LT(s, 2.0) << name << " (target: well under 1 s; the bound allows for a loaded machine)";
+        EXPECT_LT(s, 1.0) << name << " (typically ~0.2 s)";
         EXPECT_EQ(tk.decode(ids), text);
     }
 }
