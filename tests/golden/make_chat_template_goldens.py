@@ -495,7 +495,12 @@ SNIPPETS = [
     # globals
     ("{% set d = dict(a=1, b='x') %}{{ d }} {{ dict([('k', 'v')]) }} {{ namespace(a=1).a }}", {}),
     ("{{ raise_exception('custom failure') }}", {}),
+    ("{% macro m(a, b=a ~ '!') %}{{ b }}{% endmacro %}{{ m('x') }}{{ m('y', 'z') }}{% macro c2() %}<{{ caller('arg') }}>{% endmacro %}{% call(v) c2() %}got {{ v }}{% endcall %}", {}),
+    ("{{ msgs | selectattr('role', 'in', ['user', 'assistant']) | map(attribute='role') | join(',') }} {{ msgs | map(attribute='role') | unique | list }} {{ msgs | rejectattr('content') | list | length }}", {"msgs": [{"role": "system", "content": "s"}, {"role": "user", "content": ""}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "u"}]}),
+    ("{{ 'a' < 'B' }} {{ 'é' > 'z' }} {{ '%s' | format(none) }} {{ [1, 'a'] == [1, 'a'] }} {{ {'a': 1} == {'a': 1.0} }} {{ (1, 2) == [1, 2] }} {{ 'x' ~ [1] }}", {}),
+    ("{% for m in messages %}{% if loop.first and m.role != 'system' %}[default system]{% endif %}{{ m.role | upper }}: {{ m.content | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}", {"messages": [{"role": "user", "content": " hi "}, {"role": "assistant", "content": "yo\n"}]}),
     # errors
+    ("{% set ns = namespace(_private=1) %}", {}),
     ("{% if %}", {}),
     ("{% for x in %}{% endfor %}", {}),
     ("{% if true %}unclosed", {}),
@@ -515,9 +520,16 @@ SNIPPETS = [
 ]
 
 
+# transformers' own environment adds the {% generation %} tag (AssistantTracker); the replica does not.
+TRANSFORMERS_ONLY_SNIPPETS = [
+    ("{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}[{{ m.content }}]{% endif %}{% endfor %}",
+     {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}),
+]
+
+
 def snippet_cases():
     out = []
-    for source, context in SNIPPETS:
+    for source, context in SNIPPETS + (TRANSFORMERS_ONLY_SNIPPETS if HAVE_TRANSFORMERS else []):
         case = {"template": source, "context": context}
         try:
             template = compile_template(source)
