@@ -166,7 +166,7 @@ void PreTokenizer::split(std::string_view text, bool first_fragment, std::vector
                     }
                     // Split before every replacement character (MergedWithNext).
                     size_t start = 0, pos = 0;
-                    while ((pos = s.find(step.replacement, pos + (pos == 0 ? 0 : 0))) != std::string::npos) {
+                    while ((pos = s.find(step.replacement, pos)) != std::string::npos) {
                         if (pos > start) {
                             next.push_back(s.substr(start, pos - start));
                             start = pos;

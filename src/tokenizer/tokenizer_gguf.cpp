@@ -141,7 +141,6 @@ struct GgufLoader {
             a.id = static_cast<int32_t>(i);
             a.content = v.tokens[i];
             a.special = t != TokenType::UserDefined;
-            // Byte-level vocabularies store user-defined tokens mapped; match their raw bytes.
             tk.added_.push_back(std::move(a));
         }
         tk.finalize();
