@@ -71,21 +71,30 @@ def test_smollm2_f32_reads_with_reference_safetensors(tmp_path):
 def test_qwen2_bias_and_sharding(tmp_path):
     from safetensors.numpy import load_file
 
-    # qwen2.5-7b with one layer in f16, sharded at 0.5 GiB (the embeddings alone are ~1 GiB).
-    out = synth(tmp_path, "--shape", "qwen2.5-7b", "--n-layers", "1", "--dtype", "f16", "--max-shard-gb", "0.5")
+    # A small qwen2 config (the real key set, tiny sizes), f16, sharded at ~100 KB.
+    cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 64, "intermediate_size": 96,
+           "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
+           "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "tie_word_embeddings": False,
+           "bos_token_id": 1, "eos_token_id": 2}
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").write_text(json.dumps(cfg))
+    out = synth(tmp_path, "--config", str(tmp_path / "cfg" / "config.json"), "--dtype", "f16",
+                "--max-shard-gb", str(100000 / 2**30))
     index = json.loads((out / "model.safetensors.index.json").read_text())
     files = sorted(set(index["weight_map"].values()))
-    assert len(files) >= 2 and all(f.startswith("model-0000") for f in files)
+    assert len(files) >= 3 and all(f.startswith("model-0000") for f in files)
     names = set()
     total = 0
     for f in files:
         t = load_file(str(out / f))
         for k, v in t.items():
             assert index["weight_map"][k] == f
+            assert v.dtype == np.float16
             total += v.nbytes
         names |= set(t)
-    assert names == expected_names(1, tied=False, qkv_bias=True)
+    assert names == expected_names(3, tied=False, qkv_bias=True)
     assert index["metadata"]["total_size"] == total
+    assert t["lm_head.weight"].shape == (1000, 64) or "lm_head.weight" in index["weight_map"]
 
 
 def test_transformers_runs_the_synth_model(tmp_path):
