@@ -539,12 +539,14 @@ void add_globals(Frame& frame) {
     frame.set("dict", Value::function("dict", [make_dict](Interpreter&, ValueList& args, KwArgs& kwargs) {
         return Value::dict(make_dict(args, kwargs));
     }));
-    frame.set("namespace", Value::function("namespace", [make_dict](Interpreter&, ValueList& args, KwArgs& kwargs) {
+    frame.set("namespace", Value::function("namespace", [make_dict](Interpreter& in, ValueList& args, KwArgs& kwargs) {
         Dict d = make_dict(args, kwargs);
         for (const auto& [k, v] : d.items())
             if (k.is_string() && !k.as_string().empty() && k.as_string()[0] == '_')
                 fail("Chat templates cannot store underscore-prefixed attributes on a namespace");
-        return Value::namespace_(std::move(d));
+        Value ns = Value::namespace_(std::move(d));
+        in.track_namespace(ns);
+        return ns;
     }));
     frame.set("raise_exception", Value::function("raise_exception", [](Interpreter&, ValueList& args, KwArgs&) -> Value {
         raise(ErrorCode::InvalidArgument, "chat template raised an exception: {}", args.empty() ? "" : args[0].str());

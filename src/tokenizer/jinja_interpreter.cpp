@@ -52,8 +52,19 @@ std::string Interpreter::render(const Body& body, const FramePtr& globals) {
     auto top = std::make_shared<Frame>();
     top->parent = globals;
     std::string out;
-    Flow flow = exec(body, top, out);
-    (void)flow;  // a stray break/continue at top level is rejected by jinja at compile time; we just stop
+    auto break_cycles = [this] {
+        for (auto& f : macro_frames_) f->vars.clear();
+        for (auto& ns : namespaces_) ns.mutable_dict().clear();
+        macro_frames_.clear();
+        namespaces_.clear();
+    };
+    try {
+        exec(body, top, out);  // a stray top-level break/continue just stops, as in a loop body
+    } catch (...) {
+        break_cycles();
+        throw;
+    }
+    break_cycles();
     return out;
 }
 
@@ -193,6 +204,9 @@ void Interpreter::exec_set(const Stmt& s, const FramePtr& frame) {
         if (!ns || !ns->is_namespace())
             raise(ErrorCode::InvalidArgument, "chat template: cannot assign attribute on non-namespace object '{}'",
                   s.targets[0]);
+        if (s.attr[0] == '_')
+            raise(ErrorCode::InvalidArgument,
+                  "chat template: cannot store underscore-prefixed attribute '{}' on a namespace", s.attr);
         ns->mutable_dict().set(Value(s.attr), std::move(v));
         return;
     }
@@ -202,6 +216,7 @@ void Interpreter::exec_set(const Stmt& s, const FramePtr& frame) {
 Value Interpreter::make_macro(const Stmt& s, const FramePtr& defining, const std::string& name) {
     const Stmt* macro = &s;
     FramePtr captured = defining;
+    macro_frames_.push_back(defining);
     return Value::function(name, [macro, captured, name](Interpreter& in, ValueList& args, KwArgs& kwargs) -> Value {
         if (in.call_depth_ >= in.limits_.max_call_depth)
             raise(ErrorCode::InvalidArgument, "chat template: macro calls nested deeper than {}",

@@ -42,6 +42,8 @@ class Interpreter {
     Value call(const Value& callee, ValueList args, KwArgs kwargs);
     void step();
     void check_size(size_t n_bytes) const;
+    // Namespaces created while rendering; emptied afterwards, since one may hold itself (a shared_ptr cycle).
+    void track_namespace(const Value& ns) { namespaces_.push_back(ns); }
     const RenderLimits& limits() const { return limits_; }
 
   private:
@@ -61,6 +63,10 @@ class Interpreter {
     uint64_t n_steps_ = 0;
     int call_depth_ = 0;
     int eval_depth_ = 0;
+    // Frames that define macros: a macro captures its frame and the frame holds the macro, so both are
+    // cleared after rendering to break the cycle.
+    std::vector<FramePtr> macro_frames_;
+    std::vector<Value> namespaces_;
 
     struct DepthGuard {
         explicit DepthGuard(Interpreter& in);

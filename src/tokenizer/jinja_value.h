@@ -104,6 +104,7 @@ class Dict {
     void set(Value key, Value value);  // replaces in place, or appends
     const std::vector<std::pair<Value, Value>>& items() const { return items_; }
     size_t size() const { return items_.size(); }
+    void clear() { items_.clear(); }
 
   private:
     std::vector<std::pair<Value, Value>> items_;

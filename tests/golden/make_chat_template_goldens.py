@@ -501,6 +501,7 @@ SNIPPETS = [
     ("{% for m in messages %}{% if loop.first and m.role != 'system' %}[default system]{% endif %}{{ m.role | upper }}: {{ m.content | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}", {"messages": [{"role": "user", "content": " hi "}, {"role": "assistant", "content": "yo\n"}]}),
     # errors
     ("{% set ns = namespace(_private=1) %}", {}),
+    ("{% set ns = namespace() %}{% set ns._private = 1 %}", {}),
     ("{% if %}", {}),
     ("{% for x in %}{% endfor %}", {}),
     ("{% if true %}unclosed", {}),
