@@ -1,12 +1,113 @@
-#include "cli/commands.h"
+// osprey run: load a model, answer one prompt, stream the text to stdout and the speeds to stderr.
+#include <unistd.h>
 
+#include <cstdio>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/cpu/cpu_backend.h"
+#include "cli/commands.h"
+#include "cli/progress_bar.h"
 #include "core/error.h"
+#include "engine/generator.h"
+#include "engine/model_loader.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/incremental_decoder.h"
 
 namespace osprey::cli {
 
+namespace {
+
+struct RunOptions {
+    std::string model;
+    std::string prompt;
+    std::string system;
+    int n_predict = 128;
+    bool chat = false;
+    bool no_bos = false;
+    int threads = 0;
+    int ctx = 0;
+    engine::SamplingParams sampling;
+    int64_t seed = -1;
+};
+
+void run(const RunOptions& o) {
+    const std::string path = o.model.empty() ? engine::default_model_path() : o.model;
+    auto backend = backend::make_cpu_backend(o.threads);
+    engine::LoadOptions lo;
+    ProgressBar bar("loading", isatty(STDOUT_FILENO));
+    lo.on_progress = [&](double f) { bar.update(f); };
+    engine::LoadedModel m = engine::load_model(path, *backend, lo);
+    bar.finish();
+    const tokenizer::Tokenizer& tok = *m.tokenizer;
+
+    std::string text = o.prompt;
+    bool parse_special = false;
+    if (o.chat) {
+        if (tok.chat_template().empty()) raise(ErrorCode::InvalidArgument, "{}: the model has no chat template", path);
+        tokenizer::ChatTemplate tmpl(tok.chat_template(), tok.bos_text(), tok.eos_text());
+        nlohmann::json messages = nlohmann::json::array();
+        if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+        messages.push_back({{"role", "user"}, {"content", o.prompt}});
+        text = tmpl.render(messages, true);
+        parse_special = true;
+    }
+    // A chat template writes BOS itself when the model wants one.
+    const bool add_special = !o.no_bos && !o.chat;
+    std::vector<int32_t> prompt = tok.encode(text, add_special, parse_special);
+    if (o.chat && tok.add_bos() && !o.no_bos && (prompt.empty() || prompt[0] != tok.bos_id()))
+        prompt.insert(prompt.begin(), tok.bos_id());
+
+    engine::SamplingParams sp = o.sampling;
+    sp.max_tokens = o.n_predict;
+    const int ctx = o.ctx > 0 ? o.ctx : std::min(m.config.max_context, int(prompt.size()) + o.n_predict);
+    engine::Generator gen(*m.model, ctx);
+    const uint64_t seed = o.seed >= 0 ? uint64_t(o.seed) : std::random_device{}();
+    std::unordered_set<int32_t> eos(tok.eos_ids().begin(), tok.eos_ids().end());
+    tokenizer::IncrementalDecoder decoder(tok);
+    const engine::GenerationStats st = gen.generate(prompt, sp, seed, eos, [&](const engine::SampledToken& t) {
+        if (tok.is_eos(t.token)) return true;
+        const std::string piece = decoder.push(t.token);
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+        return true;
+    });
+    const std::string rest = decoder.flush();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    std::fprintf(stderr, "\n[%s] load %.2f s | prompt %d tokens, %.1f tokens/s | decode %d tokens, %.1f tokens/s | %s\n",
+                 backend->name().c_str(), m.load_seconds, st.n_prompt,
+                 st.prefill_seconds > 0 ? st.n_prompt / st.prefill_seconds : 0.0, st.n_generated,
+                 st.decode_seconds > 0 && st.n_generated > 1 ? (st.n_generated - 1) / st.decode_seconds : 0.0,
+                 st.finish_reason);
+}
+
+}  // namespace
+
 void register_run_command(CLI::App& app) {
-    CLI::App* cmd = app.add_subcommand("run", "run (not yet implemented)");
-    cmd->callback([] { raise(ErrorCode::Unsupported, "'run' is not implemented yet"); });
+    auto o = std::make_shared<RunOptions>();
+    o->sampling.temperature = 0.0f;
+    CLI::App* cmd = app.add_subcommand("run", "Answer one prompt: streams text to stdout, speeds to stderr");
+    cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder (default: SmolLM2-135M-Instruct Q4_1)");
+    cmd->add_option("-p,--prompt", o->prompt, "The prompt")->required();
+    cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(1, 1 << 20));
+    cmd->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
+    cmd->add_option("--system", o->system, "System message (with --chat)");
+    cmd->add_flag("--no-bos", o->no_bos, "Do not add BOS");
+    cmd->add_option("-t,--threads", o->threads, "CPU threads (default: one per core)");
+    cmd->add_option("-c,--ctx-size", o->ctx, "KV cache size in tokens (default: prompt + n-predict)");
+    cmd->add_option("--temp,--temperature", o->sampling.temperature, "Temperature (0 = greedy, the default)");
+    cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)");
+    cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1 = off)");
+    cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0 = off)");
+    cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "Repetition penalty (1 = off)");
+    cmd->add_option("--presence-penalty", o->sampling.presence_penalty, "Presence penalty");
+    cmd->add_option("--frequency-penalty", o->sampling.frequency_penalty, "Frequency penalty");
+    cmd->add_option("--seed", o->seed, "Sampling seed (default: random)");
+    cmd->add_flag("--ignore-eos", o->sampling.ignore_eos, "Keep generating after EOS");
+    cmd->callback([o] { run(*o); });
 }
 
 }  // namespace osprey::cli

@@ -100,6 +100,7 @@ struct MatmulScratch {
     std::vector<int8_t> qs;
     std::vector<float> d, s;
     std::vector<int16_t> bsums;
+    std::vector<float> residual;  // [n_threads, K]: x - hi while quantizing the second term
 };
 
 // out [M, N] f32 = x [M, K] f32 . w [N, K]^T; w.dtype must have a rows_dot kernel.

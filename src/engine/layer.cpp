@@ -1,1 +1,0 @@
-// placeholder so the engine layer library is never empty; removed when the layer has code.

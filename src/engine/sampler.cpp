@@ -1,0 +1,147 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace osprey::engine {
+
+void SamplingParams::validate() const {
+    auto bad = [](const char* field, const std::string& why) {
+        raise(ErrorCode::InvalidArgument, "'{}' {}", field, why);
+    };
+    if (!(temperature >= 0.0f) || temperature > 100.0f) bad("temperature", "must be between 0 and 100");
+    if (top_k < 0) bad("top_k", "must be >= 0");
+    if (!(top_p > 0.0f && top_p <= 1.0f)) bad("top_p", "must be in (0, 1]");
+    if (!(min_p >= 0.0f && min_p <= 1.0f)) bad("min_p", "must be in [0, 1]");
+    if (!(repetition_penalty > 0.0f) || repetition_penalty > 100.0f) bad("repetition_penalty", "must be in (0, 100]");
+    if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f)) bad("presence_penalty", "must be in [-2, 2]");
+    if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f)) bad("frequency_penalty", "must be in [-2, 2]");
+    if (n_logprobs > 20) bad("top_logprobs", "must be at most 20");
+    if (max_tokens < 1) bad("max_tokens", "must be at least 1");
+}
+
+float log_sum_exp(std::span<const float> logits) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (float v : logits) m = std::max(m, v);
+    if (!std::isfinite(m)) return m;
+    double s = 0;
+    for (float v : logits) s += std::exp(double(v - m));
+    return m + float(std::log(s));
+}
+
+Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
+
+SampledToken Sampler::sample(std::span<float> logits, std::span<const int32_t> prompt,
+                             std::span<const int32_t> generated) {
+    const int n_vocab = int(logits.size());
+    SampledToken out;
+
+    // Log-probabilities are reported under the raw model distribution (as OpenAI and vLLM do by default).
+    const float lse = log_sum_exp(logits);
+    auto raw_logprob = [&](int32_t t) { return logits[size_t(t)] - lse; };
+    if (params_.n_logprobs > 0) {
+        const int n = std::min(params_.n_logprobs, n_vocab);
+        candidates_.resize(size_t(n_vocab));
+        std::iota(candidates_.begin(), candidates_.end(), 0);
+        std::partial_sort(candidates_.begin(), candidates_.begin() + n, candidates_.end(), [&](int32_t a, int32_t b) {
+            return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+        });
+        for (int i = 0; i < n; i++) out.top.push_back({candidates_[size_t(i)], raw_logprob(candidates_[size_t(i)])});
+    }
+    std::vector<float> raw_copy;  // only when the chosen token's raw logprob is needed after penalties
+    const bool need_raw = params_.n_logprobs >= 0;
+    if (need_raw) raw_copy.assign(logits.begin(), logits.end());
+
+    // Penalties over the history.
+    const bool rep = params_.repetition_penalty != 1.0f;
+    const bool pres = params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f;
+    if (rep || pres) {
+        // OpenAI penalties count generated tokens only; the repetition penalty covers prompt and output.
+        counts_.assign(size_t(n_vocab), 0);
+        for (int32_t t : generated)
+            if (t >= 0 && t < n_vocab) counts_[size_t(t)]++;
+        if (rep) {
+            std::vector<char> seen(size_t(n_vocab), 0);
+            for (auto toks : {prompt, generated})
+                for (int32_t t : toks)
+                    if (t >= 0 && t < n_vocab && !seen[size_t(t)]) {
+                        seen[size_t(t)] = 1;
+                        float& l = logits[size_t(t)];
+                        l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
+                    }
+        }
+        if (pres)
+            for (int t = 0; t < n_vocab; t++)
+                if (counts_[size_t(t)] > 0)
+                    logits[size_t(t)] -= params_.frequency_penalty * float(counts_[size_t(t)]) + params_.presence_penalty;
+    }
+
+    int32_t chosen = 0;
+    if (params_.greedy()) {
+        // First maximum wins: deterministic ties.
+        float best = -std::numeric_limits<float>::infinity();
+        for (int t = 0; t < n_vocab; t++)
+            if (logits[size_t(t)] > best) best = logits[size_t(t)], chosen = t;
+    } else {
+        const float inv_t = 1.0f / params_.temperature;
+        // Candidate set sorted by logit, truncated by top-k.
+        candidates_.resize(size_t(n_vocab));
+        std::iota(candidates_.begin(), candidates_.end(), 0);
+        auto by_logit = [&](int32_t a, int32_t b) {
+            return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+        };
+        int n = n_vocab;
+        if (params_.top_k > 0 && params_.top_k < n_vocab) {
+            n = params_.top_k;
+            std::partial_sort(candidates_.begin(), candidates_.begin() + n, candidates_.end(), by_logit);
+        } else {
+            std::sort(candidates_.begin(), candidates_.end(), by_logit);
+        }
+        std::vector<double> probs(static_cast<size_t>(n));
+        const float m = logits[size_t(candidates_[0])] * inv_t;
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            probs[size_t(i)] = std::exp(double(logits[size_t(candidates_[size_t(i)])] * inv_t - m));
+            sum += probs[size_t(i)];
+        }
+        for (double& p : probs) p /= sum;
+        if (params_.top_p < 1.0f) {
+            double cum = 0;
+            int keep = 0;
+            while (keep < n) {
+                cum += probs[size_t(keep)];
+                keep++;
+                if (cum >= params_.top_p) break;
+            }
+            n = keep;
+        }
+        if (params_.min_p > 0.0f) {
+            const double threshold = probs[0] * params_.min_p;
+            int keep = 1;
+            while (keep < n && probs[size_t(keep)] >= threshold) keep++;
+            n = keep;
+        }
+        double total = 0;
+        for (int i = 0; i < n; i++) total += probs[size_t(i)];
+        std::uniform_real_distribution<double> uni(0.0, total);
+        const double r = uni(rng_);
+        double cum = 0;
+        chosen = candidates_[size_t(n - 1)];
+        for (int i = 0; i < n; i++) {
+            cum += probs[size_t(i)];
+            if (r < cum) {
+                chosen = candidates_[size_t(i)];
+                break;
+            }
+        }
+    }
+    out.token = chosen;
+    if (need_raw) out.logprob = raw_copy[size_t(chosen)] - lse;
+    return out;
+}
+
+}  // namespace osprey::engine

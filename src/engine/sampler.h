@@ -1,0 +1,44 @@
+// Sampler: turns one row of logits into a token, applying penalties, temperature and truncation (top-k, top-p,
+// min-p) in the order HF transformers and vLLM use: penalties, temperature, top-k, top-p, min-p, then sample.
+// Each request owns its random stream (seeded per request), so results do not depend on the batch.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "engine/sampling_params.h"
+
+namespace osprey::engine {
+
+struct TokenLogprob {
+    int32_t token = 0;
+    float logprob = 0.0f;
+};
+
+struct SampledToken {
+    int32_t token = 0;
+    float logprob = 0.0f;                 // of the chosen token under the model's (unpenalised) distribution
+    std::vector<TokenLogprob> top;        // top n_logprobs alternatives, best first
+};
+
+class Sampler {
+  public:
+    // seed: the request's seed, or a fresh one drawn by the caller when the request gave none.
+    Sampler(const SamplingParams& params, uint64_t seed);
+
+    // logits [n_vocab] (modified in place); history: prompt + generated tokens (for penalties).
+    SampledToken sample(std::span<float> logits, std::span<const int32_t> prompt, std::span<const int32_t> generated);
+
+  private:
+    SamplingParams params_;
+    std::mt19937_64 rng_;
+    std::vector<int32_t> counts_;      // scratch: occurrences per token
+    std::vector<int32_t> candidates_;  // scratch
+};
+
+// log-softmax helpers shared with evaluation code
+float log_sum_exp(std::span<const float> logits);
+
+}  // namespace osprey::engine

@@ -1,1 +1,0 @@
-// placeholder so the kv layer library is never empty; removed when the layer has code.

@@ -1,0 +1,357 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "formats/gguf.h"
+
+namespace osprey::model {
+
+namespace {
+
+// Names of one layer's tensors in each naming scheme. `{}` is the layer index.
+struct LayerNames {
+    const char* attn_norm;
+    const char* wq; const char* wk; const char* wv; const char* wo;
+    const char* bq; const char* bk; const char* bv;
+    const char* q_norm; const char* k_norm;
+    const char* post_attn_norm;
+    const char* ffn_norm;
+    const char* w_gate; const char* w_up; const char* w_down;
+    const char* post_ffn_norm;
+};
+
+constexpr LayerNames kGgufLayer = {
+    "blk.{}.attn_norm.weight",
+    "blk.{}.attn_q.weight", "blk.{}.attn_k.weight", "blk.{}.attn_v.weight", "blk.{}.attn_output.weight",
+    "blk.{}.attn_q.bias", "blk.{}.attn_k.bias", "blk.{}.attn_v.bias",
+    "blk.{}.attn_q_norm.weight", "blk.{}.attn_k_norm.weight",
+    "blk.{}.post_attention_norm.weight",
+    "blk.{}.ffn_norm.weight",
+    "blk.{}.ffn_gate.weight", "blk.{}.ffn_up.weight", "blk.{}.ffn_down.weight",
+    "blk.{}.post_ffw_norm.weight",
+};
+
+constexpr LayerNames kHfLayer = {
+    "model.layers.{}.input_layernorm.weight",
+    "model.layers.{}.self_attn.q_proj.weight", "model.layers.{}.self_attn.k_proj.weight",
+    "model.layers.{}.self_attn.v_proj.weight", "model.layers.{}.self_attn.o_proj.weight",
+    "model.layers.{}.self_attn.q_proj.bias", "model.layers.{}.self_attn.k_proj.bias",
+    "model.layers.{}.self_attn.v_proj.bias",
+    "model.layers.{}.self_attn.q_norm.weight", "model.layers.{}.self_attn.k_norm.weight",
+    "model.layers.{}.post_attention_layernorm.weight",
+    "model.layers.{}.post_attention_layernorm.weight",  // llama-style: the norm before the FFN
+    "model.layers.{}.mlp.gate_proj.weight", "model.layers.{}.mlp.up_proj.weight", "model.layers.{}.mlp.down_proj.weight",
+    "model.layers.{}.post_feedforward_layernorm.weight",
+};
+constexpr const char* kHfGemmaFfnNorm = "model.layers.{}.pre_feedforward_layernorm.weight";
+
+struct GlobalNames {
+    const char* tok_embd;
+    const char* output_norm;
+    const char* output;
+};
+constexpr GlobalNames kGgufGlobal = {"token_embd.weight", "output_norm.weight", "output.weight"};
+constexpr GlobalNames kHfGlobal = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"};
+
+std::string layer_name(const char* pattern, int layer) { return fmt::format(fmt::runtime(pattern), layer); }
+
+}  // namespace
+
+struct Model::Workspace {
+    int cap_tokens = 0, cap_seqs = 0, cap_blocks = 0, cap_logits = 0;
+    backend::Buffer x, h, q, k, v, attn, o, gate, up;  // activations
+    backend::Buffer logits_in, logits;
+    backend::Buffer ids, positions, slots, query_start, seq_lens, block_tables, logit_rows;  // i32 metadata
+    std::vector<int32_t> host_tables;
+};
+
+Model::Model(const ModelConfig& config, const WeightSource& source, backend::Backend& backend)
+    : config_(config), backend_(backend), ws_(std::make_unique<Workspace>()) {
+    config_.validate(source.description);
+    load(source);
+    for (bool sliding : {false, true}) {
+        const std::vector<float> inv = config_.rope_inv_freq(sliding);
+        backend::Buffer b = backend_.alloc(inv.size() * sizeof(float));
+        backend_.copy_from_host(b.data(), inv.data(), inv.size() * sizeof(float));
+        rope_freq_.push_back(std::move(b));
+    }
+}
+
+Model::~Model() = default;
+
+void Model::load(const WeightSource& src) {
+    const ModelConfig& c = config_;
+    const bool hf = src.naming == WeightNaming::HuggingFace;
+    // Gemma's HF checkpoints store norm weights as w where the norm multiplies by (1 + w); GGUF stores 1 + w.
+    const float norm_shift = (hf && c.arch == Arch::Gemma3) ? 1.0f : 0.0f;
+
+    auto find = [&](const std::string& name, bool required) -> std::optional<Tensor> {
+        std::optional<Tensor> t = src.find(name);
+        if (!t && required) raise(ErrorCode::InvalidFile, "{}: missing tensor '{}'", src.description, name);
+        return t;
+    };
+    auto check_shape = [&](const Tensor& t, const std::string& name, std::initializer_list<int64_t> want) {
+        Tensor w(nullptr, t.dtype, want);
+        if (t.numel() != w.numel() || t.cols() != w.cols())
+            raise(ErrorCode::InvalidFile, "{}: tensor '{}' has shape {} but the model needs {}", src.description, name,
+                  t.shape_str(), w.shape_str());
+    };
+    // Matrices stay in their stored type (views on the CPU, copies on a device).
+    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) -> Tensor {
+        Tensor t = *find(name, true);
+        check_shape(t, name, {rows, cols});
+        if (!backend_.supports_matmul(t.dtype))
+            raise(ErrorCode::Unsupported, "{}: tensor '{}' of type {} has no matrix kernel on backend {}",
+                  src.description, name, dtype_name(t.dtype), backend_.name());
+        t.n_dims = 2;
+        t.shape = {rows, cols, 1, 1};
+        n_params_ += size_t(t.numel());
+        weight_bytes_ += t.n_bytes();
+        if (backend_.device() == Device::Cpu) return t;
+        backend::Buffer b = backend_.alloc(t.n_bytes());
+        backend_.copy_from_host(b.data(), t.data, t.n_bytes());
+        Tensor d = b.view(t.dtype, {rows, cols});
+        owned_.push_back(std::move(b));
+        return d;
+    };
+    // Vectors (norms, biases) are converted to f32.
+    auto vector = [&](const std::string& name, int64_t n, bool required, float shift) -> Tensor {
+        std::optional<Tensor> t = find(name, required);
+        if (!t) return Tensor();
+        check_shape(*t, name, {n});
+        std::vector<float> host(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; i++) {
+            float v;
+            switch (t->dtype) {
+                case DType::F32: v = t->as<float>()[i]; break;
+                case DType::F16: v = fp16_to_fp32(t->as<uint16_t>()[i]); break;
+                case DType::BF16: v = bf16_to_fp32(t->as<uint16_t>()[i]); break;
+                default:
+                    raise(ErrorCode::Unsupported, "{}: tensor '{}' has type {}; vectors must be f32, f16 or bf16",
+                          src.description, name, dtype_name(t->dtype));
+            }
+            host[size_t(i)] = v + shift;
+        }
+        n_params_ += size_t(n);
+        weight_bytes_ += size_t(n) * 4;
+        backend::Buffer b = backend_.alloc(size_t(n) * 4);
+        backend_.copy_from_host(b.data(), host.data(), size_t(n) * 4);
+        Tensor d = b.view(DType::F32, {n});
+        owned_.push_back(std::move(b));
+        return d;
+    };
+
+    const GlobalNames& g = hf ? kHfGlobal : kGgufGlobal;
+    const LayerNames& ln = hf ? kHfLayer : kGgufLayer;
+    {
+        Tensor e = *find(g.tok_embd, true);
+        check_shape(e, g.tok_embd, {c.n_vocab, c.d_model});
+        if (!backend_.supports_embedding(e.dtype))
+            raise(ErrorCode::Unsupported, "{}: embedding type {} has no kernel on backend {}", src.description,
+                  dtype_name(e.dtype), backend_.name());
+    }
+    w_.tok_embd = matrix(g.tok_embd, c.n_vocab, c.d_model);
+    w_.output_norm = vector(g.output_norm, c.d_model, true, norm_shift);
+    if (c.tied_embeddings || !src.find(g.output)) {
+        w_.output = w_.tok_embd;
+    } else {
+        w_.output = matrix(g.output, c.n_vocab, c.d_model);
+    }
+    w_.layers.resize(size_t(c.n_layers));
+    for (int i = 0; i < c.n_layers; i++) {
+        LayerWeights& L = w_.layers[size_t(i)];
+        auto name = [&](const char* p) { return layer_name(p, i); };
+        L.attn_norm = vector(name(ln.attn_norm), c.d_model, true, norm_shift);
+        L.wq = matrix(name(ln.wq), c.q_dim(), c.d_model);
+        L.wk = matrix(name(ln.wk), c.kv_dim(), c.d_model);
+        L.wv = matrix(name(ln.wv), c.kv_dim(), c.d_model);
+        L.wo = matrix(name(ln.wo), c.d_model, c.q_dim());
+        if (c.qkv_bias) {
+            L.bq = vector(name(ln.bq), c.q_dim(), true, 0.0f);
+            L.bk = vector(name(ln.bk), c.kv_dim(), true, 0.0f);
+            L.bv = vector(name(ln.bv), c.kv_dim(), true, 0.0f);
+        }
+        if (c.qk_norm) {
+            L.q_norm = vector(name(ln.q_norm), c.head_dim, true, norm_shift);
+            L.k_norm = vector(name(ln.k_norm), c.head_dim, true, norm_shift);
+        }
+        if (c.sandwich_norms) {
+            L.post_attn_norm = vector(name(ln.post_attn_norm), c.d_model, true, norm_shift);
+            L.ffn_norm = vector(name(hf ? kHfGemmaFfnNorm : ln.ffn_norm), c.d_model, true, norm_shift);
+            L.post_ffn_norm = vector(name(ln.post_ffn_norm), c.d_model, true, norm_shift);
+        } else {
+            L.ffn_norm = vector(name(ln.ffn_norm), c.d_model, true, norm_shift);
+        }
+        L.w_gate = matrix(name(ln.w_gate), c.d_ff, c.d_model);
+        L.w_up = matrix(name(ln.w_up), c.d_ff, c.d_model);
+        L.w_down = matrix(name(ln.w_down), c.d_model, c.d_ff);
+    }
+}
+
+void Model::reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows) {
+    Workspace& ws = *ws_;
+    const ModelConfig& c = config_;
+    auto f32 = [&](int64_t n) { return backend_.alloc(size_t(n) * 4); };
+    if (n_tokens > ws.cap_tokens) {
+        const int n = std::max(n_tokens, 16);
+        ws.x = f32(int64_t(n) * c.d_model);
+        ws.h = f32(int64_t(n) * c.d_model);
+        ws.o = f32(int64_t(n) * c.d_model);
+        ws.q = f32(int64_t(n) * c.q_dim());
+        ws.attn = f32(int64_t(n) * c.q_dim());
+        ws.k = f32(int64_t(n) * c.kv_dim());
+        ws.v = f32(int64_t(n) * c.kv_dim());
+        ws.gate = f32(int64_t(n) * c.d_ff);
+        ws.up = f32(int64_t(n) * c.d_ff);
+        ws.ids = f32(n);
+        ws.positions = f32(n);
+        ws.slots = f32(n);
+        ws.cap_tokens = n;
+    }
+    if (n_seqs > ws.cap_seqs || max_blocks > ws.cap_blocks) {
+        ws.cap_seqs = std::max(n_seqs, ws.cap_seqs);
+        ws.cap_blocks = std::max(max_blocks, ws.cap_blocks);
+        ws.query_start = f32(ws.cap_seqs + 1);
+        ws.seq_lens = f32(ws.cap_seqs);
+        ws.block_tables = f32(int64_t(ws.cap_seqs) * ws.cap_blocks);
+    }
+    if (n_logit_rows > ws.cap_logits) {
+        ws.logits_in = f32(int64_t(n_logit_rows) * c.d_model);
+        ws.logits = f32(int64_t(n_logit_rows) * c.n_vocab);
+        ws.logit_rows = f32(n_logit_rows);
+        ws.cap_logits = n_logit_rows;
+    }
+}
+
+backend::AttentionBatch Model::upload_batch(const StepInput& in) {
+    Workspace& ws = *ws_;
+    const int n_tokens = in.n_tokens();
+    const int n_seqs = in.n_seqs();
+    int max_blocks = 1;
+    for (const auto& t : in.block_tables) max_blocks = std::max(max_blocks, int(t.size()));
+    reserve(n_tokens, n_seqs, max_blocks, int(in.logit_rows.size()));
+
+    auto put = [&](const backend::Buffer& b, const std::vector<int32_t>& v) {
+        backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
+        return b.view(DType::I32, {int64_t(v.size())});
+    };
+    backend::AttentionBatch batch;
+    batch.n_seqs = n_seqs;
+    batch.n_tokens = n_tokens;
+    batch.max_blocks_per_seq = max_blocks;
+    batch.max_seq_len = n_seqs ? *std::max_element(in.seq_lens.begin(), in.seq_lens.end()) : 0;
+    batch.query_start = put(ws.query_start, in.query_start);
+    batch.seq_lens = put(ws.seq_lens, in.seq_lens);
+    batch.positions = put(ws.positions, in.positions);
+    batch.slot_mapping = put(ws.slots, in.slot_mapping);
+    ws.host_tables.assign(size_t(n_seqs) * size_t(max_blocks), 0);
+    for (int s = 0; s < n_seqs; s++)
+        std::copy(in.block_tables[size_t(s)].begin(), in.block_tables[size_t(s)].end(),
+                  ws.host_tables.begin() + long(s) * max_blocks);
+    backend_.copy_from_host(ws.block_tables.data(), ws.host_tables.data(), ws.host_tables.size() * 4);
+    batch.block_tables = ws.block_tables.view(DType::I32, {n_seqs, max_blocks});
+    return batch;
+}
+
+Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
+    const ModelConfig& c = config_;
+    const int T = in.n_tokens();
+    const int R = int(in.logit_rows.size());
+    OSP_CHECK(T > 0 && int(in.positions.size()) == T && int(in.slot_mapping.size()) == T);
+    backend::Backend& be = backend_;
+    const backend::AttentionBatch batch = upload_batch(in);
+    Workspace& ws = *ws_;
+    backend_.copy_from_host(ws.ids.data(), in.tokens.data(), size_t(T) * 4);
+    const Tensor ids = ws.ids.view(DType::I32, {T});
+
+    // Activations, all [T, *] f32.
+    Tensor x = ws.x.view(DType::F32, {T, c.d_model});
+    Tensor h = ws.h.view(DType::F32, {T, c.d_model});
+    Tensor o = ws.o.view(DType::F32, {T, c.d_model});
+    Tensor q = ws.q.view(DType::F32, {T, c.q_dim()});
+    Tensor attn = ws.attn.view(DType::F32, {T, c.q_dim()});
+    Tensor k = ws.k.view(DType::F32, {T, c.kv_dim()});
+    Tensor v = ws.v.view(DType::F32, {T, c.kv_dim()});
+    Tensor gate = ws.gate.view(DType::F32, {T, c.d_ff});
+    Tensor up = ws.up.view(DType::F32, {T, c.d_ff});
+
+    be.embedding(x, w_.tok_embd, ids, c.embed_scale);
+
+    backend::RopeParams rope_q{c.n_heads, c.head_dim, c.head_dim, c.rope_neox};
+    backend::RopeParams rope_k{c.n_kv_heads, c.head_dim, c.head_dim, c.rope_neox};
+    backend::AttentionParams ap;
+    ap.n_heads = c.n_heads;
+    ap.n_kv_heads = c.n_kv_heads;
+    ap.head_dim = c.head_dim;
+    ap.scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim));
+    ap.softcap = c.attn_softcap;
+
+    for (int l = 0; l < c.n_layers; l++) {
+        const LayerWeights& L = w_.layers[size_t(l)];
+        const bool sliding = c.layer_sliding[size_t(l)];
+
+        // Attention block.
+        be.rms_norm(h, x, L.attn_norm, c.rms_eps);
+        be.matmul(q, h, L.wq);
+        be.matmul(k, h, L.wk);
+        be.matmul(v, h, L.wv);
+        if (c.qkv_bias) {
+            be.add_bias(q, L.bq);
+            be.add_bias(k, L.bk);
+            be.add_bias(v, L.bv);
+        }
+        if (c.qk_norm) {
+            be.rms_norm(q, q, L.q_norm, c.rms_eps);  // per head: rows of head_dim
+            be.rms_norm(k, k, L.k_norm, c.rms_eps);
+        }
+        const Tensor inv_freq = rope_freq_[sliding ? 1 : 0].view(DType::F32, {c.head_dim / 2});
+        be.rope(q, batch.positions, inv_freq, rope_q);
+        be.rope(k, batch.positions, inv_freq, rope_k);
+        const backend::KvLayerView kv = kv_cache.layer(l);
+        be.kv_write(kv, k, v, batch);
+        ap.window = sliding ? c.sliding_window : 0;
+        be.paged_attention(attn, q, kv, batch, ap);
+        be.matmul(o, attn, L.wo);
+        if (c.sandwich_norms) be.rms_norm(o, o, L.post_attn_norm, c.rms_eps);
+        be.add(x, x, o);
+
+        // Feed-forward block.
+        be.rms_norm(h, x, L.ffn_norm, c.rms_eps);
+        be.matmul(gate, h, L.w_gate);
+        be.matmul(up, h, L.w_up);
+        be.gated_activation(gate, gate, up, c.activation);
+        be.matmul(o, gate, L.w_down);
+        if (c.sandwich_norms) be.rms_norm(o, o, L.post_ffn_norm, c.rms_eps);
+        be.add(x, x, o);
+    }
+
+    if (R == 0) return Tensor(ws.logits.data(), DType::F32, {0, c.n_vocab}, be.device());
+    backend_.copy_from_host(ws.logit_rows.data(), in.logit_rows.data(), size_t(R) * 4);
+    Tensor rows = ws.logit_rows.view(DType::I32, {R});
+    Tensor xr = ws.logits_in.view(DType::F32, {R, c.d_model});
+    be.gather_rows(xr, x, rows);
+    be.rms_norm(xr, xr, w_.output_norm, c.rms_eps);
+    Tensor logits = ws.logits.view(DType::F32, {R, c.n_vocab});
+    be.matmul(logits, xr, w_.output);
+    if (c.final_softcap > 0) be.scale(logits, 1.0f, c.final_softcap);
+    return logits;
+}
+
+WeightSource gguf_weight_source(const formats::GgufFile& file) {
+    WeightSource s;
+    s.naming = WeightNaming::Gguf;
+    s.description = file.path();
+    for (const auto& t : file.tensors()) s.tensor_names.push_back(t.name);
+    s.find = [&file](const std::string& name) -> std::optional<Tensor> {
+        const formats::GgufTensorInfo* t = file.find_tensor(name);
+        if (!t) return std::nullopt;
+        return t->view();
+    };
+    return s;
+}
+
+}  // namespace osprey::model

@@ -1,1 +1,0 @@
-// placeholder so the tokenizer layer library is never empty; removed when the layer has code.
