@@ -227,3 +227,44 @@ TEST(HfSynth, RejectsBadOptions) {
     o.n_layers = 19;  // more than layer_types lists
     EXPECT_THROW(synthesize_hf_model(o), Error);
 }
+
+TEST(HfWeights, Gemma3TextLayout) {
+    // Gemma3ForCausalLM checkpoint names (transformers' Gemma3DecoderLayer): four norms per layer, q/k norms, tied.
+    const HfConfig c = HfConfig::parse(R"({"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 48,
+        "vocab_size": 500})");
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const HfWeightSpec& w : hf_weight_specs(c)) got[w.name] = w.shape;
+    const std::map<std::string, std::vector<int64_t>> want = {
+        {"model.embed_tokens.weight", {500, 64}},
+        {"model.layers.0.input_layernorm.weight", {64}},
+        {"model.layers.0.self_attn.q_proj.weight", {96, 64}},
+        {"model.layers.0.self_attn.k_proj.weight", {48, 64}},
+        {"model.layers.0.self_attn.v_proj.weight", {48, 64}},
+        {"model.layers.0.self_attn.o_proj.weight", {64, 96}},
+        {"model.layers.0.self_attn.q_norm.weight", {48}},
+        {"model.layers.0.self_attn.k_norm.weight", {48}},
+        {"model.layers.0.post_attention_layernorm.weight", {64}},
+        {"model.layers.0.pre_feedforward_layernorm.weight", {64}},
+        {"model.layers.0.post_feedforward_layernorm.weight", {64}},
+        {"model.layers.0.mlp.gate_proj.weight", {96, 64}},
+        {"model.layers.0.mlp.up_proj.weight", {96, 64}},
+        {"model.layers.0.mlp.down_proj.weight", {64, 96}},
+        {"model.norm.weight", {64}},
+    };
+    EXPECT_EQ(got, want);
+    // Gemma's RMSNorm scales by (1 + w): synth writes w = 0 so the effective scale is 1; other models get 1.
+    EXPECT_EQ(synth_value(1, "model.norm.weight", HfWeightKind::Norm, true, 0), 0.0f);
+    EXPECT_EQ(synth_value(1, "model.norm.weight", HfWeightKind::Norm, false, 0), 1.0f);
+}
+
+TEST(HfWeights, LlamaWithAttentionBiasHasOutputBias) {
+    const HfConfig c = HfConfig::parse(R"({"model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, "attention_bias": true})");
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const HfWeightSpec& w : hf_weight_specs(c)) got[w.name] = w.shape;
+    EXPECT_EQ(got.at("model.layers.0.self_attn.q_proj.bias"), (std::vector<int64_t>{8}));
+    EXPECT_EQ(got.at("model.layers.0.self_attn.o_proj.bias"), (std::vector<int64_t>{8}));
+    EXPECT_EQ(got.at("lm_head.weight"), (std::vector<int64_t>{10, 8}));
+    EXPECT_EQ(got.size(), 1u + 9 + 4 + 2);
+}
