@@ -174,7 +174,7 @@ HfConfig HfConfig::parse(std::string_view text, const std::string& name) {
     c.max_position_embeddings = f.int_("max_position_embeddings").value_or(gemma ? 131072 : 2048);
     check_range(name, "max_position_embeddings", c.max_position_embeddings, 1, int64_t(1) << 32);
 
-    c.rms_norm_eps = f.num("rms_norm_eps").value_or(gemma ? 1e-6 : 1e-6);
+    c.rms_norm_eps = f.num("rms_norm_eps").value_or(1e-6);
     check_positive(name, "rms_norm_eps", c.rms_norm_eps);
     if (c.rms_norm_eps >= 1) raise(ErrorCode::InvalidFile, "{}: 'rms_norm_eps' = {} is not small", name, c.rms_norm_eps);
     c.rope_theta = f.num("rope_theta").value_or(gemma ? 1000000.0 : 10000.0);
