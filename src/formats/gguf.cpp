@@ -1,5 +1,6 @@
 #include "formats/gguf.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -195,7 +196,9 @@ void GgufFile::parse(const uint8_t* data, size_t n_bytes) {
         alignment_ = size_t(a);
     }
 
-    tensors_.reserve(size_t(n_tensors));
+    // Each tensor info takes at least 32 bytes (name length, dims count, one dim, type, offset): a count the rest of
+    // the file cannot hold must not reserve memory (a 24-byte file claiming 2^20 tensors would reserve ~100 MB).
+    tensors_.reserve(size_t(std::min<uint64_t>(n_tensors, (n_bytes - r.pos()) / 32)));
     for (uint64_t i = 0; i < n_tensors; i++) {
         GgufTensorInfo t;
         t.name = r.read_string("tensor name");
