@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build run test models clean
+.PHONY: deps build run test models test-models clean
 
 deps:
 	@bash scripts/install_deps.sh
@@ -20,8 +20,17 @@ models:
 run: deps build models
 	./$(BUILD)/osprey run -p "What is the capital of France?" --chat -n 64
 
-test: deps build models
-	@bash scripts/fetch_models.sh gemma3
+MODEL_CACHE ?= $(or $(OSPREY_MODEL_CACHE),$(HOME)/.cache/osprey/models)
+
+# Test models: both GGUF files, and their weights as float32 Hugging Face folders (tests/golden/gguf_to_hf.py).
+test-models: models
+	@bash scripts/fetch_models.sh gemma3 > /dev/null
+	@[ -f $(MODEL_CACHE)/smollm2-f32-hf/config.json ] || python3 tests/golden/gguf_to_hf.py \
+		$(MODEL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf $(MODEL_CACHE)/smollm2-f32-hf
+	@[ -f $(MODEL_CACHE)/gemma3-f32-hf/config.json ] || python3 tests/golden/gguf_to_hf.py \
+		$(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf $(MODEL_CACHE)/gemma3-f32-hf
+
+test: deps build test-models
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 clean:
