@@ -2,6 +2,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +24,9 @@ namespace {
 struct RunOptions {
     std::string model;
     std::string prompt;
+    std::string prompt_file;
+    int prompt_tokens = 0;
+    std::string stats_json;
     std::string system;
     int n_predict = 128;
     bool chat = false;
@@ -43,6 +48,12 @@ void run(const RunOptions& o) {
     const tokenizer::Tokenizer& tok = *m.tokenizer;
 
     std::string text = o.prompt;
+    if (!o.prompt_file.empty()) {
+        std::ifstream f(o.prompt_file, std::ios::binary);
+        if (!f) raise(ErrorCode::NotFound, "{}: cannot read the prompt file", o.prompt_file);
+        text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    }
+    if (text.empty()) raise(ErrorCode::InvalidArgument, "the prompt is empty (give -p or -f)");
     bool parse_special = false;
     if (o.chat) {
         if (tok.chat_template().empty()) raise(ErrorCode::InvalidArgument, "{}: the model has no chat template", path);
@@ -59,6 +70,12 @@ void run(const RunOptions& o) {
     if (o.chat && tok.add_bos() && !o.no_bos && (prompt.empty() || prompt[0] != tok.bos_id()))
         prompt.insert(prompt.begin(), tok.bos_id());
 
+    if (o.prompt_tokens > 0) {
+        if (int(prompt.size()) < o.prompt_tokens)
+            raise(ErrorCode::InvalidArgument, "the prompt has {} tokens, fewer than --prompt-tokens {}", prompt.size(),
+                  o.prompt_tokens);
+        prompt.resize(size_t(o.prompt_tokens));
+    }
     engine::SamplingParams sp = o.sampling;
     sp.max_tokens = o.n_predict;
     const int ctx = o.ctx > 0 ? o.ctx : std::min(m.config.max_context, int(prompt.size()) + o.n_predict);
@@ -82,6 +99,21 @@ void run(const RunOptions& o) {
                  st.prefill_seconds > 0 ? st.n_prompt / st.prefill_seconds : 0.0, st.n_generated,
                  st.decode_seconds > 0 && st.n_generated > 1 ? (st.n_generated - 1) / st.decode_seconds : 0.0,
                  st.finish_reason);
+    if (!o.stats_json.empty()) {
+        nlohmann::json j = {
+            {"model", path},
+            {"backend", backend->name()},
+            {"load_seconds", m.load_seconds},
+            {"n_prompt", st.n_prompt},
+            {"prompt_seconds", st.prefill_seconds},
+            {"prompt_tokens_per_second", st.prefill_seconds > 0 ? st.n_prompt / st.prefill_seconds : 0.0},
+            {"n_generated", st.n_generated},
+            {"decode_seconds", st.decode_seconds},
+            {"decode_tokens_per_second",
+             st.decode_seconds > 0 && st.n_generated > 1 ? (st.n_generated - 1) / st.decode_seconds : 0.0},
+        };
+        std::ofstream(o.stats_json) << j.dump(2) << "\n";
+    }
 }
 
 }  // namespace
@@ -91,7 +123,10 @@ void register_run_command(CLI::App& app) {
     o->sampling.temperature = 0.0f;
     CLI::App* cmd = app.add_subcommand("run", "Answer one prompt: streams text to stdout, speeds to stderr");
     cmd->add_option("-m,--model", o->model, "GGUF file or Hugging Face folder (default: SmolLM2-135M-Instruct Q4_1)");
-    cmd->add_option("-p,--prompt", o->prompt, "The prompt")->required();
+    cmd->add_option("-p,--prompt", o->prompt, "The prompt");
+    cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file");
+    cmd->add_option("--prompt-tokens", o->prompt_tokens, "Cut the tokenized prompt to exactly N tokens (benchmarks)");
+    cmd->add_option("--stats-json", o->stats_json, "Write load time and speeds as JSON to this file");
     cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(1, 1 << 20));
     cmd->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
     cmd->add_option("--system", o->system, "System message (with --chat)");
