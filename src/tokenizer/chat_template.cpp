@@ -9,22 +9,29 @@ namespace osprey::tokenizer {
 
 namespace {
 
-// transformers' _normalize_chat_messages (drop null-valued keys) and _alias_reasoning_fields.
-nlohmann::ordered_json normalize_messages(const nlohmann::ordered_json& messages) {
-    if (!messages.is_array())
-        raise(ErrorCode::InvalidArgument, "chat template: messages must be a JSON array, got {}", messages.type_name());
-    if (messages.empty())
-        raise(ErrorCode::InvalidArgument, "Cannot apply chat template to an empty conversation. Provide at least one message.");
-    nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const auto& message : messages) {
-        if (!message.is_object())
-            raise(ErrorCode::InvalidArgument, "chat template: chat messages should be objects, got {}", message.dump());
-        nlohmann::ordered_json clean = nlohmann::ordered_json::object();
-        for (const auto& [k, v] : message.items())
-            if (!v.is_null()) clean[k] = v;
-        out.push_back(std::move(clean));
+// nlohmann::json -> ordered_json without dump/parse (which recurse without bound on hostile nesting).
+nlohmann::ordered_json to_ordered(const nlohmann::json& j, int depth = 0) {
+    if (depth > jinja::kMaxValueDepth)
+        raise(ErrorCode::InvalidArgument, "chat template: JSON input nested deeper than {} levels", jinja::kMaxValueDepth);
+    if (j.is_array()) {
+        nlohmann::ordered_json out = nlohmann::ordered_json::array();
+        for (const auto& e : j) out.push_back(to_ordered(e, depth + 1));
+        return out;
     }
-    return out;
+    if (j.is_object()) {
+        nlohmann::ordered_json out = nlohmann::ordered_json::object();
+        for (const auto& [k, e] : j.items()) out[k] = to_ordered(e, depth + 1);
+        return out;
+    }
+    switch (j.type()) {
+        case nlohmann::json::value_t::null: return nullptr;
+        case nlohmann::json::value_t::boolean: return j.get<bool>();
+        case nlohmann::json::value_t::number_integer: return j.get<int64_t>();
+        case nlohmann::json::value_t::number_unsigned: return j.get<uint64_t>();
+        case nlohmann::json::value_t::number_float: return j.get<double>();
+        case nlohmann::json::value_t::string: return j.get<std::string>();
+        default: raise(ErrorCode::InvalidArgument, "chat template: unsupported JSON value of type {}", j.type_name());
+    }
 }
 
 }  // namespace
@@ -43,8 +50,7 @@ ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
 
 std::string ChatTemplate::render(const nlohmann::json& messages, bool add_generation_prompt,
                                  const nlohmann::json& extra) const {
-    return render(nlohmann::ordered_json::parse(messages.dump()), add_generation_prompt,
-                  nlohmann::ordered_json::parse(extra.dump()));
+    return render(to_ordered(messages), add_generation_prompt, to_ordered(extra));
 }
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
@@ -55,21 +61,32 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool ad
     auto globals = std::make_shared<jinja::Frame>();
     jinja::add_globals(*globals);
 
+    // transformers' _normalize_chat_messages (drop null-valued keys) and _alias_reasoning_fields.
+    if (!messages.is_array())
+        raise(ErrorCode::InvalidArgument, "chat template: messages must be a JSON array, got {}", messages.type_name());
+    if (messages.empty())
+        raise(ErrorCode::InvalidArgument,
+              "Cannot apply chat template to an empty conversation. Provide at least one message.");
     jinja::ValueList chat;
-    for (const auto& message : normalize_messages(messages)) {
-        Value m = Value::from_json(message);
+    for (const auto& message : messages) {
+        if (!message.is_object())
+            raise(ErrorCode::InvalidArgument, "chat template: chat messages should be objects, got {}",
+                  message.type_name());
+        jinja::Dict fields;
+        for (const auto& [k, v] : message.items())
+            if (!v.is_null()) fields.set(Value(k), Value::from_json(v));
         static const char* const kReasoningFields[] = {"reasoning_content", "thinking", "reasoning"};
         const Value* reasoning = nullptr;
         for (const char* field : kReasoningFields)
-            if ((reasoning = m.as_dict().find(std::string_view(field)))) break;
+            if ((reasoning = fields.find(std::string_view(field)))) break;
         if (reasoning) {
             jinja::Dict aliased;
             aliased.set(Value("thinking"), *reasoning);
-            for (const auto& [k, v] : m.as_dict().items()) aliased.set(k, v);
+            for (const auto& [k, v] : fields.items()) aliased.set(k, v);
             aliased.set(Value("reasoning_content"), *reasoning);
-            m = Value::dict(std::move(aliased));
+            fields = std::move(aliased);
         }
-        chat.push_back(std::move(m));
+        chat.push_back(Value::dict(std::move(fields)));
     }
     globals->set("messages", Value::list(std::move(chat)));
     globals->set("tools", Value::none());
