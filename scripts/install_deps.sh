@@ -2,7 +2,7 @@
 # Installs every build and test dependency on a fresh Debian 12 machine (idempotent; skips what is present).
 set -euo pipefail
 apt_pkgs=(build-essential cmake ninja-build pkg-config git unzip ca-certificates
-          libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcre2-dev libicu-dev
+          libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcre2-dev libicu-dev libboost-dev
           libgtest-dev libgmock-dev libbenchmark-dev clang python3-pip)
 missing=()
 for p in "${apt_pkgs[@]}"; do
