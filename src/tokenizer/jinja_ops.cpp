@@ -286,6 +286,7 @@ std::vector<Value> iterate(const Value& v) {
             return keys;
         }
         case ValueKind::String: {
+            if (v.as_string().size() > kMaxSequenceItems) type_error("string too long to iterate over");
             std::vector<Value> chars;
             for (char32_t c : utf8_decode(v.as_string())) chars.emplace_back(utf8_encode(std::u32string(1, c)));
             return chars;
@@ -329,6 +330,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, size_t ma
             return Value(a.as_string() + b.as_string());
         }
         if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+            if (a.as_list().size() + b.as_list().size() > kMaxSequenceItems) type_error("list too long");
             ValueList out = a.as_list();
             out.insert(out.end(), b.as_list().begin(), b.as_list().end());
             return Value::list(std::move(out), a.is_tuple());
@@ -348,7 +350,8 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, size_t ma
         if (times.is_int() && (seq.is_string() || seq.is_list())) {
             int64_t n = std::max<int64_t>(0, times.as_int());
             size_t unit = seq.is_string() ? seq.as_string().size() : seq.as_list().size();
-            if (unit != 0 && static_cast<uint64_t>(n) > max_bytes / unit) type_error("repeated sequence too long");
+            size_t limit = seq.is_string() ? max_bytes : kMaxSequenceItems;
+            if (unit != 0 && static_cast<uint64_t>(n) > limit / unit) type_error("repeated sequence too long");
             if (seq.is_string()) {
                 std::string out;
                 for (int64_t i = 0; i < n; ++i) out += seq.as_string();

@@ -17,6 +17,8 @@ namespace osprey::tokenizer::jinja {
 
 // Deepest nesting of lists/dicts a value may have (inputs and values built by templates).
 constexpr int kMaxValueDepth = 512;
+// Most items a list built while rendering may hold (a Value is ~100 bytes; this bounds memory, not output).
+constexpr size_t kMaxSequenceItems = size_t{1} << 20;
 
 enum class ValueKind { Undefined, None, Bool, Int, Float, String, List, Dict, Callable, Namespace };
 

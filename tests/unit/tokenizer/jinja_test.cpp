@@ -124,6 +124,12 @@ TEST(JinjaLimits, OutputSizeIsBounded) {
                             "{% endfor %}", ordered_json::object(), nullptr, small),
               ErrorCode::InvalidArgument);
     EXPECT_EQ(render_snippet("{{ 'ab' * 3 }}", ordered_json::object(), small), "ababab");
+    // Lists and per-character iteration are bounded by item count (memory), not just output bytes.
+    EXPECT_EQ(error_code_of("{{ ([0] * 100000000) | length }}"), ErrorCode::InvalidArgument);
+    EXPECT_EQ(error_code_of("{% set ns = namespace(l=[0]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}"
+                            "{% endfor %}"),
+              ErrorCode::InvalidArgument);
+    EXPECT_EQ(error_code_of("{% for c in 'x' * 30000000 %}{% endfor %}"), ErrorCode::InvalidArgument);
 }
 
 TEST(JinjaLimits, DeeplyNestedExpressionIsASyntaxErrorNotACrash) {
