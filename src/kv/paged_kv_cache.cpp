@@ -30,6 +30,16 @@ PagedKvCache::PagedKvCache(backend::Backend& backend, const KvCacheShape& shape,
     }
 }
 
+void PagedKvCache::copy_block(backend::Backend& backend, int32_t src, int32_t dst) {
+    const size_t block_bytes = shape_.bytes_per_block() / size_t(2 * shape_.n_layers);
+    for (int l = 0; l < shape_.n_layers; l++) {
+        for (const backend::Buffer* pool : {&k_[size_t(l)], &v_[size_t(l)]}) {
+            char* base = static_cast<char*>(pool->data());
+            backend.copy(base + size_t(dst) * block_bytes, base + size_t(src) * block_bytes, block_bytes);
+        }
+    }
+}
+
 backend::KvLayerView PagedKvCache::layer(int layer_idx) const {
     backend::KvLayerView view;
     const std::initializer_list<int64_t> dims = {n_blocks_, shape_.block_size, shape_.n_kv_heads, shape_.head_dim};

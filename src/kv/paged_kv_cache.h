@@ -29,6 +29,8 @@ class PagedKvCache {
     int n_blocks() const { return n_blocks_; }
     int block_size() const { return shape_.block_size; }
     backend::KvLayerView layer(int layer_idx) const;
+    // Copies block src's K and V (every layer) into block dst: copy-on-write of a shared partial block.
+    void copy_block(backend::Backend& backend, int32_t src, int32_t dst);
 
     // How many blocks fit in a memory budget.
     static int blocks_for_bytes(const KvCacheShape& shape, size_t n_bytes);

@@ -1,0 +1,185 @@
+// The serving engine on SmolLM2: continuous batching, preemption, prefix caching, parallel sampling, stop strings
+// and aborts — each checked against the same request served alone.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "engine/engine.h"
+#include "engine/model_loader.h"
+
+using namespace osprey;
+using namespace osprey::engine;
+
+namespace {
+
+std::string model_path() { return default_model_path(); }
+
+struct Loaded {
+    std::unique_ptr<backend::Backend> be = backend::make_cpu_backend(0);
+    LoadedModel m;
+    Loaded() { m = load_model(model_path(), *be, LoadOptions{}); }
+};
+
+Loaded& shared_model() {
+    static Loaded loaded;
+    return loaded;
+}
+
+GenerationRequest request(const std::string& id, const std::string& text, int max_tokens) {
+    GenerationRequest r;
+    r.request_id = id;
+    r.prompt = shared_model().m.tokenizer->encode(text, true, false);
+    r.params.temperature = 0;
+    r.params.max_tokens = max_tokens;
+    return r;
+}
+
+const std::vector<std::string> kPrompts = {
+    "The capital of France is",
+    "Once upon a time, in a small village near the mountains, there lived",
+    "def fibonacci(n):",
+    "1, 2, 3, 4,",
+    "The quick brown fox",
+    "In 1492, Columbus sailed the ocean blue. The next year he",
+    "Water boils at",
+    "My favourite programming language is",
+};
+
+EngineConfig small_config() {
+    EngineConfig c;
+    c.max_num_seqs = 8;
+    c.max_num_batched_tokens = 64;
+    c.max_model_len = 256;
+    c.kv_cache_bytes = 64u << 20;
+    return c;
+}
+
+std::vector<RequestOutput> run_concurrently(Engine& e, const std::vector<GenerationRequest>& reqs) {
+    std::vector<std::future<std::vector<RequestOutput>>> futs;
+    for (const auto& r : reqs) futs.push_back(std::async(std::launch::async, [&e, r] { return generate_blocking(e, r); }));
+    std::vector<RequestOutput> out;
+    for (auto& f : futs) out.push_back(f.get()[0]);
+    return out;
+}
+
+// Stats are published after each step, so the last release can trail the last callback by a moment.
+int blocks_used_when_idle(Engine& e) {
+    for (int i = 0; i < 200 && e.stats().n_kv_blocks_used != 0; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return e.stats().n_kv_blocks_used;
+}
+
+#define SKIP_WITHOUT_MODEL() \
+    if (!std::filesystem::exists(model_path())) GTEST_SKIP() << "model not fetched: " << model_path()
+
+}  // namespace
+
+TEST(Engine, BatchedGreedyEqualsAloneAndPreemptionIsTransparent) {
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    std::vector<GenerationRequest> reqs;
+    for (size_t i = 0; i < kPrompts.size(); i++) reqs.push_back(request("r" + std::to_string(i), kPrompts[i], 24));
+    std::vector<RequestOutput> alone;
+    {
+        Engine e(*L.m.model, *L.m.tokenizer, small_config());
+        for (const auto& r : reqs) alone.push_back(generate_blocking(e, r)[0]);
+        EXPECT_EQ(blocks_used_when_idle(e), 0);
+    }
+    {
+        Engine e(*L.m.model, *L.m.tokenizer, small_config());
+        const auto together = run_concurrently(e, reqs);
+        for (size_t i = 0; i < reqs.size(); i++) {
+            EXPECT_EQ(together[i].token_ids, alone[i].token_ids) << kPrompts[i];
+            EXPECT_EQ(together[i].text, alone[i].text);
+            EXPECT_EQ(together[i].n_prompt_tokens, int(reqs[i].prompt.size()));
+        }
+    }
+    {
+        // A pool of 3 blocks x 16 tokens... at least one max_model_len sequence: 5 blocks of 16 for 80 tokens.
+        EngineConfig tiny = small_config();
+        tiny.max_model_len = 80;
+        tiny.block_size = 16;
+        const model::ModelConfig& c = L.m.model->config();
+        tiny.kv_cache_bytes = size_t(5) * 16 * 2 * c.n_layers * c.n_kv_heads * c.head_dim * 4;
+        Engine e(*L.m.model, *L.m.tokenizer, tiny);
+        const auto squeezed = run_concurrently(e, reqs);
+        EXPECT_GT(e.stats().n_preemptions, 0);
+        for (size_t i = 0; i < reqs.size(); i++) EXPECT_EQ(squeezed[i].token_ids, alone[i].token_ids) << kPrompts[i];
+        EXPECT_EQ(blocks_used_when_idle(e), 0);
+    }
+}
+
+TEST(Engine, PrefixCacheReusesBlocksAndChangesNothing) {
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    std::string system = "You are a helpful assistant. ";
+    for (int i = 0; i < 6; i++) system += "Answer briefly and precisely, citing facts. ";
+    const auto a = generate_blocking(e, request("a", system + "Question: what is 2+2?", 12))[0];
+    const auto b = generate_blocking(e, request("b", system + "Question: what is 2+2?", 12))[0];
+    EXPECT_EQ(a.n_cached_prompt_tokens, 0);
+    EXPECT_GE(b.n_cached_prompt_tokens, 48);
+    EXPECT_EQ(a.token_ids, b.token_ids);
+    EXPECT_GT(e.stats().prefix_cache_hits, 0);
+}
+
+TEST(Engine, ParallelSamplingIsSeededAndSharesThePrompt) {
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    GenerationRequest r = request("n", "Write a word:", 16);
+    r.n = 3;
+    r.params.temperature = 1.0f;
+    r.params.seed = 1234;
+    const auto first = generate_blocking(e, r);
+    r.request_id = "n2";
+    const auto second = generate_blocking(e, r);
+    ASSERT_EQ(first.size(), 3u);
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ(first[size_t(i)].token_ids, second[size_t(i)].token_ids) << "seeded choice " << i;
+        EXPECT_TRUE(first[size_t(i)].finished);
+    }
+    EXPECT_NE(first[0].token_ids, first[1].token_ids);
+    EXPECT_EQ(blocks_used_when_idle(e), 0);
+}
+
+TEST(Engine, StopStringsEndGenerationAndAreNotEmitted) {
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    const auto free_run = generate_blocking(e, request("f", "1, 2, 3, 4,", 20))[0];
+    ASSERT_NE(free_run.text.find("6"), std::string::npos) << free_run.text;
+    GenerationRequest r = request("s", "1, 2, 3, 4,", 20);
+    r.params.stop = {"6"};
+    const auto stopped = generate_blocking(e, r)[0];
+    EXPECT_EQ(stopped.finish_reason, FinishReason::Stop);
+    EXPECT_EQ(stopped.text, free_run.text.substr(0, free_run.text.find("6")));
+}
+
+TEST(Engine, AbortFreesBlocksAndContextOverflowIsAnError) {
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    std::promise<FinishReason> done;
+    std::atomic<int> n_events{0};
+    GenerationRequest r = request("x", "Tell me a long story about dragons.", 200);
+    r.params.ignore_eos = true;
+    e.submit(r, [&](const RequestOutput& o) {
+        if (++n_events == 3) e.abort("x");
+        if (o.finished) done.set_value(o.finish_reason);
+    });
+    EXPECT_EQ(done.get_future().get(), FinishReason::Abort);
+    EXPECT_EQ(blocks_used_when_idle(e), 0);
+    GenerationRequest big = request("big", "hello", 300);  // max_model_len is 256
+    try {
+        e.submit(big, [](const RequestOutput&) {});
+        ADD_FAILURE() << "accepted a request over the context";
+    } catch (const Error& err) {
+        EXPECT_EQ(err.code(), ErrorCode::ContextOverflow);
+    }
+}
