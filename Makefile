@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build run test models test-models clean
+.PHONY: deps build run test models test-models test-python test-sanitize clean
 
 deps:
 	@bash scripts/install_deps.sh
@@ -30,8 +30,23 @@ test-models: models
 	@[ -f $(MODEL_CACHE)/gemma3-f32-hf/config.json ] || python3 tests/golden/gguf_to_hf.py \
 		$(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf $(MODEL_CACHE)/gemma3-f32-hf
 
+# Parser and tokenizer tests again under AddressSanitizer + UBSan (bad input must never read out of range).
+ASAN_BUILD ?= build-asan
+test-sanitize: deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOSPREY_SANITIZE=ON > /dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target test_formats test_tokenizer
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(ASAN_BUILD)/tests/test_formats
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(ASAN_BUILD)/tests/test_tokenizer
+
+# Python tests (pytest; exit status 5 means none were collected).
+test-python: build test-models
+	OSPREY_BINARY=$(CURDIR)/$(BUILD)/osprey OSPREY_BIN=$(CURDIR)/$(BUILD)/osprey python3 -m pytest -q $(wildcard tests/golden tests/server tests/bench); \
+		rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
 test: deps build test-models
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-sanitize
 
 clean:
 	rm -rf $(BUILD)
