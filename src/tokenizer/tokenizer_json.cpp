@@ -296,7 +296,7 @@ struct JsonLoader {
         json config;
         if (!config_path.empty()) {
             config = read_json(config_path);
-            Reader(config_path).obj(config, "top level");
+            Reader{config_path}.obj(config, "top level");
         }
         auto token_id = [&](const char* key) -> int32_t {
             if (!config.is_object() || !config.contains(key)) return -1;
