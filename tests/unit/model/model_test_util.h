@@ -29,8 +29,7 @@ struct ModelGolden {
     int n_positions() const { return int(tokens.size()) - 1; }
 };
 
-inline ModelGolden read_model_golden(const std::string& name) {
-    const std::string path = std::string(OSPREY_SOURCE_DIR) + "/tests/golden/data/model/" + name + ".golden";
+inline ModelGolden read_golden_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw std::runtime_error("missing golden " + path);
     char magic[4];
@@ -50,6 +49,10 @@ inline ModelGolden read_model_golden(const std::string& name) {
     f.read(reinterpret_cast<char*>(g.top_logprobs.data()), std::streamsize(g.top_logprobs.size() * 4));
     if (!f) throw std::runtime_error("truncated golden " + path);
     return g;
+}
+
+inline ModelGolden read_model_golden(const std::string& name) {
+    return read_golden_file(std::string(OSPREY_SOURCE_DIR) + "/tests/golden/data/model/" + name + ".golden");
 }
 
 }  // namespace osprey::test_util
