@@ -92,7 +92,20 @@ void serve(ServeOptions o) {
     if (!m.tokenizer) raise(ErrorCode::NotFound, "{}: the model has no tokenizer", path);
     spdlog::info("loaded {} in {:.2f} s ({})", path, m.load_seconds, backend->name());
 
-    auto eng = std::make_unique<engine::Engine>(*m.model, *m.tokenizer, o.engine);
+    // Without --max-model-len, shorten the context (halving) until one full-length sequence fits the KV budget.
+    std::unique_ptr<engine::Engine> eng;
+    const bool auto_len = o.engine.max_model_len == 0;
+    for (int len = m.config.max_context;;) {
+        try {
+            eng = std::make_unique<engine::Engine>(*m.model, *m.tokenizer, o.engine);
+            break;
+        } catch (const Error& e) {
+            if (e.code() != ErrorCode::OutOfMemory || !auto_len || len <= 2 * o.engine.block_size) throw;
+            len /= 2;
+            spdlog::warn("{}; trying --max-model-len {}", e.what(), len);
+            o.engine.max_model_len = len;
+        }
+    }
     const int capacity = eng->kv_tokens_capacity();
     spdlog::info("KV cache: {} tokens fit ({} blocks of {} tokens, {} MiB); max_model_len {}; {:.2f}x concurrency at "
                  "full length",

@@ -259,8 +259,9 @@ void OpenAiService::handle(const HttpRequest& request, const std::shared_ptr<Res
         return;
     }
     if (path == "/metrics") {
+        std::string text = metrics_.render(engine_.stats());  // this scrape is counted in the next one
         metrics_.count_response(200);
-        sink->reply(200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(engine_.stats()), {});
+        sink->reply(200, "text/plain; version=0.0.4; charset=utf-8", std::move(text), {});
         return;
     }
     const json card = {{"id", config_.served_model_name},
