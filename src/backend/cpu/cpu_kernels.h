@@ -38,20 +38,29 @@ void quantize_row_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n);
 enum class ActKind { F32, Q8_32, Q8_256 };
 ActKind act_kind(DType weight_dtype);
 
-// Row r of the quantized activations: qs [K] int8, d [K/32 or K/256] f32 scales, s [K/32] f32 (d * sum of the
-// block's qs, Q8_32 only), bsums [K/16] int16 (sums of 16 qs, Q8_256 only).
+// Activations are quantized in two int8 terms per block: x ~= d * (256 * hi + lo), where hi is x quantized to
+// int8 with the block's amax scale (256 * d = amax / 127) and lo is the residual x - 256 d hi quantized with the
+// fixed finer scale d (|lo| <= 128, saturated to +-127 so sign flips stay in int8). Together they are a 16-bit quantization of x (error
+// ~amax / 65000) that the integer kernels consume as two int8 vectors sharing one weight unpack:
+// dot(w, x) = d * (256 * dot(w, hi) + dot(w, lo)).
+// Row r: qs / ql [K] int8 (hi / lo), d [K/32 or K/256] f32 (the unit scale above), s [K/32] f32
+// (d * (256 * sum hi + sum lo) over the block, Q8_32 only), bsums / bsums_lo [K/16] int16 (sums of 16 hi / lo,
+// Q8_256 only).
 struct QuantAct {
     int64_t k = 0;
     const float* xf = nullptr;      // F32: the rows of x themselves, stride k
     int8_t* qs = nullptr;
+    int8_t* ql = nullptr;
     float* d = nullptr;
     float* s = nullptr;
     int16_t* bsums = nullptr;
-    int64_t qs_stride = 0, d_stride = 0, s_stride = 0, bsums_stride = 0;  // in elements
+    int16_t* bsums_lo = nullptr;
+    int64_t qs_stride = 0, d_stride = 0, s_stride = 0, bsums_stride = 0;  // in elements (ql, bsums_lo alike)
 };
 
-// Quantize x[0..k) into row `row` of act: per-32 blocks (Q8_32) or per-256 blocks (Q8_256). Every ISA produces
-// bit-identical qs/d/s/bsums (round to nearest even of x * (1 / d), d = amax / 127).
+// Quantize x[0..k) into row `row` of act (both terms): per-32 blocks (Q8_32) or per-256 blocks (Q8_256). Every
+// ISA produces bit-identical qs/ql/d/s/bsums: with D = amax / 127 and iD = 1 / D (0 when D = 0),
+// hi = round_even(x * iD), r = fma(-D, hi, x), lo = clamp(round_even(r * (256 * iD)), -127, 127), d = D / 256.
 using QuantizeActFn = void (*)(const float* x, const QuantAct& act, int64_t row);
 
 // Row kernel: for r in [0, n_rows): out[r * out_stride] = dot(act row (m0 + r), w_row); n_rows in 1..kMaxRows.
@@ -100,7 +109,6 @@ struct MatmulScratch {
     std::vector<int8_t> qs;
     std::vector<float> d, s;
     std::vector<int16_t> bsums;
-    std::vector<float> residual;  // [n_threads, K]: x - hi while quantizing the second term
 };
 
 // out [M, N] f32 = x [M, K] f32 . w [N, K]^T; w.dtype must have a rows_dot kernel.

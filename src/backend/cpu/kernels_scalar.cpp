@@ -1,4 +1,5 @@
 // Scalar kernels (the portable path, always available) and the run-time ISA choice.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -31,44 +32,60 @@ ActKind act_kind(DType w) {
 
 namespace {
 
-// ---- activation quantization ----
+// ---- activation quantization (two int8 terms, see QuantAct) ----
+inline int quant_lo(float x, float D, int hi, float id_lo) {
+    const float r = std::fma(-D, float(hi), x);
+    return std::clamp(int(std::nearbyint(r * id_lo)), -127, 127);
+}
+
 void quantize_q8_32_scalar(const float* x, const QuantAct& a, int64_t row) {
     int8_t* q = a.qs + row * a.qs_stride;
+    int8_t* ql = a.ql + row * a.qs_stride;
     float* d = a.d + row * a.d_stride;
     float* s = a.s + row * a.s_stride;
     for (int64_t b = 0; b < a.k / 32; b++) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(x[32 * b + j]));
-        const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
+        const float D = amax / 127.0f, id = D != 0 ? 1.0f / D : 0.0f, id_lo = id * 256.0f;
         int sum = 0;
         for (int j = 0; j < 32; j++) {
-            const int v = int(std::nearbyint(x[32 * b + j] * id));
-            q[32 * b + j] = int8_t(v);
-            sum += v;
+            const float xv = x[32 * b + j];
+            const int h = int(std::nearbyint(xv * id));
+            const int l = quant_lo(xv, D, h, id_lo);
+            q[32 * b + j] = int8_t(h);
+            ql[32 * b + j] = int8_t(l);
+            sum += 256 * h + l;
         }
-        d[b] = db;
-        s[b] = db * float(sum);
+        d[b] = D * (1.0f / 256.0f);
+        s[b] = d[b] * float(sum);
     }
 }
 
 void quantize_q8_256_scalar(const float* x, const QuantAct& a, int64_t row) {
     int8_t* q = a.qs + row * a.qs_stride;
+    int8_t* ql = a.ql + row * a.qs_stride;
     float* d = a.d + row * a.d_stride;
     int16_t* bs = a.bsums + row * a.bsums_stride;
+    int16_t* bl = a.bsums_lo + row * a.bsums_stride;
     for (int64_t b = 0; b < a.k / kQK_K; b++) {
         float amax = 0;
         for (int j = 0; j < kQK_K; j++) amax = std::fmax(amax, std::fabs(x[kQK_K * b + j]));
-        const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
+        const float D = amax / 127.0f, id = D != 0 ? 1.0f / D : 0.0f, id_lo = id * 256.0f;
         for (int g = 0; g < 16; g++) {
-            int sum = 0;
+            int sum = 0, sum_lo = 0;
             for (int j = 0; j < 16; j++) {
-                const int v = int(std::nearbyint(x[kQK_K * b + 16 * g + j] * id));
-                q[kQK_K * b + 16 * g + j] = int8_t(v);
-                sum += v;
+                const int i = kQK_K * int(b) + 16 * g + j;
+                const int h = int(std::nearbyint(x[i] * id));
+                const int l = quant_lo(x[i], D, h, id_lo);
+                q[i] = int8_t(h);
+                ql[i] = int8_t(l);
+                sum += h;
+                sum_lo += l;
             }
             bs[16 * b + g] = int16_t(sum);
+            bl[16 * b + g] = int16_t(sum_lo);
         }
-        d[b] = db;
+        d[b] = D * (1.0f / 256.0f);
     }
 }
 
@@ -117,8 +134,9 @@ void rows_dot_32(int n_rows, const QuantAct& a, int64_t m0, const void* w_row, f
         unpack32<T>(w_row, b, u);
         for (int r = 0; r < n_rows; r++) {
             const int8_t* xq = a.qs + (m0 + r) * a.qs_stride + 32 * b;
+            const int8_t* xl = a.ql + (m0 + r) * a.qs_stride + 32 * b;
             int sumi = 0;
-            for (int j = 0; j < 32; j++) sumi += int(u.q[j]) * int(xq[j]);
+            for (int j = 0; j < 32; j++) sumi += int(u.q[j]) * (256 * int(xq[j]) + int(xl[j]));
             const float dx = a.d[(m0 + r) * a.d_stride + b];
             acc[r] += u.d * dx * float(sumi);
             if (u.m != 0) acc[r] += u.m * a.s[(m0 + r) * a.s_stride + b];
@@ -215,13 +233,17 @@ void rows_dot_k(int n_rows, const QuantAct& a, int64_t m0, const void* w_row, fl
         unpack_k<T>(w_row, b, u);
         for (int r = 0; r < n_rows; r++) {
             const int8_t* xq = a.qs + (m0 + r) * a.qs_stride + kQK_K * b;
+            const int8_t* xl = a.ql + (m0 + r) * a.qs_stride + kQK_K * b;
             const int16_t* bs = a.bsums + (m0 + r) * a.bsums_stride + 16 * b;
-            int sumi = 0, summ = 0;
+            const int16_t* bl = a.bsums_lo + (m0 + r) * a.bsums_stride + 16 * b;
+            // int64: 256 * hi + lo products summed over 256 elements with 8-bit scales exceed int32.
+            int64_t sumi = 0, summ = 0;
             for (int g = 0; g < 16; g++) {
-                int s = 0;
-                for (int j = 0; j < 16; j++) s += int(u.q[16 * g + j]) * int(xq[16 * g + j]);
+                int64_t s = 0;
+                for (int j = 0; j < 16; j++)
+                    s += int64_t(u.q[16 * g + j]) * (256 * int64_t(xq[16 * g + j]) + int64_t(xl[16 * g + j]));
                 sumi += u.scale[g] * s;
-                summ += u.min[g] * bs[g];
+                summ += u.min[g] * (256 * int64_t(bs[g]) + int64_t(bl[g]));
             }
             const float dx = a.d[(m0 + r) * a.d_stride + b];
             acc[r] += u.d * dx * float(sumi) - u.dmin * dx * float(summ);

@@ -82,25 +82,43 @@ inline __m256i unpack_nibbles16(const uint8_t* qs) {
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// ---- activation quantization (bit-identical to the scalar quantizers) ----
+// ---- activation quantization (bit-identical to the scalar quantizers; see QuantAct) ----
 
-// 32 floats -> 32 int8 (round to nearest even of x * id); returns the int32 lane sums.
-inline __m256i quant32(const float* x, float id, int8_t* out) {
-    const __m256 vid = _mm256_set1_ps(id);
-    const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), vid));
-    const __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), vid));
-    const __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), vid));
-    const __m256i q3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), vid));
+struct QuantConsts {
+    __m256 vid, vD, vid_lo;
+    QuantConsts(float D, float id) : vid(_mm256_set1_ps(id)), vD(_mm256_set1_ps(D)), vid_lo(_mm256_set1_ps(id * 256.0f)) {}
+};
+
+// 8 floats -> hi and lo int32 lanes.
+inline void quant8(const float* x, const QuantConsts& c, __m256i& h, __m256i& l) {
+    const __m256 xv = _mm256_loadu_ps(x);
+    h = _mm256_cvtps_epi32(_mm256_mul_ps(xv, c.vid));
+    const __m256 r = _mm256_fnmadd_ps(c.vD, _mm256_cvtepi32_ps(h), xv);
+    l = _mm256_cvtps_epi32(_mm256_mul_ps(r, c.vid_lo));
+    l = _mm256_max_epi32(_mm256_min_epi32(l, _mm256_set1_epi32(127)), _mm256_set1_epi32(-127));
+}
+
+inline void store_packed32(int8_t* out, __m256i q0, __m256i q1, __m256i q2, __m256i q3) {
     __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
     p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), p);
-    return _mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3));
+}
+
+// 32 floats -> 32 hi and 32 lo int8; returns the lane sums of hi (sh) and lo (sl) per 16-element half.
+inline void quant32x2(const float* x, const QuantConsts& c, int8_t* hi, int8_t* lo, __m256i sh[2], __m256i sl[2]) {
+    __m256i h[4], l[4];
+    for (int i = 0; i < 4; i++) quant8(x + 8 * i, c, h[i], l[i]);
+    store_packed32(hi, h[0], h[1], h[2], h[3]);
+    store_packed32(lo, l[0], l[1], l[2], l[3]);
+    sh[0] = _mm256_add_epi32(h[0], h[1]), sh[1] = _mm256_add_epi32(h[2], h[3]);
+    sl[0] = _mm256_add_epi32(l[0], l[1]), sl[1] = _mm256_add_epi32(l[2], l[3]);
 }
 
 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
 inline void quantize_q8_32(const float* x, const QuantAct& a, int64_t row) {
     int8_t* q = a.qs + row * a.qs_stride;
+    int8_t* ql = a.ql + row * a.qs_stride;
     float* d = a.d + row * a.d_stride;
     float* s = a.s + row * a.s_stride;
     for (int64_t b = 0; b < a.k / 32; b++) {
@@ -108,34 +126,38 @@ inline void quantize_q8_32(const float* x, const QuantAct& a, int64_t row) {
         __m256 m = _mm256_max_ps(_mm256_max_ps(abs_ps(_mm256_loadu_ps(xb)), abs_ps(_mm256_loadu_ps(xb + 8))),
                                  _mm256_max_ps(abs_ps(_mm256_loadu_ps(xb + 16)), abs_ps(_mm256_loadu_ps(xb + 24))));
         const float amax = hmax(m);
-        const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
-        const int sum = hsum_i32(quant32(xb, id, q + 32 * b));
-        d[b] = db;
-        s[b] = db * float(sum);
+        const float D = amax / 127.0f, id = D != 0 ? 1.0f / D : 0.0f;
+        __m256i sh[2], sl[2];
+        quant32x2(xb, QuantConsts(D, id), q + 32 * b, ql + 32 * b, sh, sl);
+        const __m256i sum = _mm256_add_epi32(_mm256_slli_epi32(_mm256_add_epi32(sh[0], sh[1]), 8),
+                                             _mm256_add_epi32(sl[0], sl[1]));
+        d[b] = D * (1.0f / 256.0f);
+        s[b] = d[b] * float(hsum_i32(sum));
     }
 }
 
 inline void quantize_q8_256(const float* x, const QuantAct& a, int64_t row) {
     int8_t* q = a.qs + row * a.qs_stride;
+    int8_t* ql = a.ql + row * a.qs_stride;
     float* d = a.d + row * a.d_stride;
     int16_t* bs = a.bsums + row * a.bsums_stride;
+    int16_t* bl = a.bsums_lo + row * a.bsums_stride;
     for (int64_t b = 0; b < a.k / 256; b++) {
         const float* xb = x + 256 * b;
         __m256 m = _mm256_setzero_ps();
         for (int i = 0; i < 32; i++) m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(xb + 8 * i)));
         const float amax = hmax(m);
-        const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
-        const __m256 vid = _mm256_set1_ps(id);
-        for (int c = 0; c < 8; c++) {
-            quant32(xb + 32 * c, id, q + 256 * b + 32 * c);
+        const float D = amax / 127.0f, id = D != 0 ? 1.0f / D : 0.0f;
+        const QuantConsts c(D, id);
+        for (int j = 0; j < 8; j++) {
+            __m256i sh[2], sl[2];
+            quant32x2(xb + 32 * j, c, q + 256 * b + 32 * j, ql + 256 * b + 32 * j, sh, sl);
             for (int h = 0; h < 2; h++) {
-                const float* xg = xb + 32 * c + 16 * h;
-                const __m256i s = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xg), vid)),
-                                                   _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xg + 8), vid)));
-                bs[16 * b + 2 * c + h] = int16_t(hsum_i32(s));
+                bs[16 * b + 2 * j + h] = int16_t(hsum_i32(sh[h]));
+                bl[16 * b + 2 * j + h] = int16_t(hsum_i32(sl[h]));
             }
         }
-        d[b] = db;
+        d[b] = D * (1.0f / 256.0f);
     }
 }
 
@@ -169,6 +191,12 @@ inline __m256i unpack32(const void* w, int64_t b, float& d, float& m) {
     }
 }
 
+// Both activation terms against one unpacked weight block: p = 256 * dot(w, hi) + dot(w, lo) per int32 lane.
+inline __m256i dot_two_terms(__m256i wu, __m256i xh, __m256i xl) {
+    const __m256i p = _mm256_slli_epi32(dpbusd(_mm256_setzero_si256(), wu, xh), 8);
+    return dpbusd(p, wu, xl);
+}
+
 template <DType T, int R>
 void rows_dot_32(const QuantAct& a, int64_t m0, const void* w, float* out, int64_t os) {
     __m256 acc[R];
@@ -182,9 +210,10 @@ void rows_dot_32(const QuantAct& a, int64_t m0, const void* w, float* out, int64
         if constexpr (T == DType::Q8_0) wu = _mm256_sign_epi8(wv, wv);  // |w|
         for (int r = 0; r < R; r++) {
             const int64_t row = m0 + r;
-            __m256i xv = load256(a.qs + row * a.qs_stride + 32 * b);
-            if constexpr (T == DType::Q8_0) xv = _mm256_sign_epi8(xv, wv);  // x * sign(w)
-            const __m256i p = dpbusd(_mm256_setzero_si256(), wu, xv);
+            __m256i xh = load256(a.qs + row * a.qs_stride + 32 * b);
+            __m256i xl = load256(a.ql + row * a.qs_stride + 32 * b);
+            if constexpr (T == DType::Q8_0) xh = _mm256_sign_epi8(xh, wv), xl = _mm256_sign_epi8(xl, wv);  // x * sign(w)
+            const __m256i p = dot_two_terms(wu, xh, xl);
             const float dx = a.d[row * a.d_stride + b];
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx), acc[r]);
             if constexpr (T != DType::Q8_0) macc[r] = std::fma(mw, a.s[row * a.s_stride + b], macc[r]);
@@ -228,14 +257,20 @@ void rows_dot_q4_k(const QuantAct& a, int64_t m0, const void* w, float* out, int
         for (int r = 0; r < R; r++) {
             const int64_t row = m0 + r;
             const int8_t* xq = a.qs + row * a.qs_stride + 256 * b;
-            const __m256i summ = _mm256_madd_epi16(load256(a.bsums + row * a.bsums_stride + 16 * b), vmins);
-            __m256i sumi = _mm256_setzero_si256();
+            const int8_t* xl = a.ql + row * a.qs_stride + 256 * b;
+            const __m256i summ = _mm256_add_epi32(
+                _mm256_slli_epi32(_mm256_madd_epi16(load256(a.bsums + row * a.bsums_stride + 16 * b), vmins), 8),
+                _mm256_madd_epi16(load256(a.bsums_lo + row * a.bsums_stride + 16 * b), vmins));
+            __m256i sumi = _mm256_setzero_si256(), sumi_lo = _mm256_setzero_si256();
             for (int j = 0; j < 4; j++) {
                 sumi = dpwssd(sumi, _mm256_maddubs_epi16(lo[j], load256(xq + 64 * j)), vs[2 * j]);
                 sumi = dpwssd(sumi, _mm256_maddubs_epi16(hi[j], load256(xq + 64 * j + 32)), vs[2 * j + 1]);
+                sumi_lo = dpwssd(sumi_lo, _mm256_maddubs_epi16(lo[j], load256(xl + 64 * j)), vs[2 * j]);
+                sumi_lo = dpwssd(sumi_lo, _mm256_maddubs_epi16(hi[j], load256(xl + 64 * j + 32)), vs[2 * j + 1]);
             }
             const float dx = a.d[row * a.d_stride + b];
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * dx), acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * dx * 256.0f), acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi_lo), _mm256_set1_ps(d * dx), acc[r]);
             acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(dmin * dx), acc[r]);
         }
     }
@@ -269,12 +304,19 @@ void rows_dot_q6_k(const QuantAct& a, int64_t m0, const void* w, float* out, int
         for (int r = 0; r < R; r++) {
             const int64_t row = m0 + r;
             const int8_t* xq = a.qs + row * a.qs_stride + 256 * b;
+            const int8_t* xl = a.ql + row * a.qs_stride + 256 * b;
             const __m256i summ = _mm256_madd_epi16(load256(a.bsums + row * a.bsums_stride + 16 * b), vsc16);
-            __m256i sumi = _mm256_setzero_si256();
-            for (int i = 0; i < 8; i++) sumi = dpwssd(sumi, _mm256_maddubs_epi16(q[i], load256(xq + 32 * i)), vs[i]);
+            const __m256i summ_lo = _mm256_madd_epi16(load256(a.bsums_lo + row * a.bsums_stride + 16 * b), vsc16);
+            __m256i sumi = _mm256_setzero_si256(), sumi_lo = _mm256_setzero_si256();
+            for (int i = 0; i < 8; i++) {
+                sumi = dpwssd(sumi, _mm256_maddubs_epi16(q[i], load256(xq + 32 * i)), vs[i]);
+                sumi_lo = dpwssd(sumi_lo, _mm256_maddubs_epi16(q[i], load256(xl + 32 * i)), vs[i]);
+            }
             sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(summ, 5));  // codes are q + 32
+            sumi_lo = _mm256_sub_epi32(sumi_lo, _mm256_slli_epi32(summ_lo, 5));
             const float dx = a.d[row * a.d_stride + b];
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * dx), acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * dx * 256.0f), acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi_lo), _mm256_set1_ps(d * dx), acc[r]);
         }
     }
     for (int r = 0; r < R; r++) out[r * os] = hsum(acc[r]);

@@ -53,9 +53,14 @@ void rows_dot_32x2(const QuantAct& a, int64_t m0, const void* w, float* out, int
         const __m128 mw = _mm_setr_ps(mn0, mn1, 0.0f, 0.0f);
         for (int r = 0; r < R; r++) {
             const int64_t row = m0 + r;
-            __m512i xv = _mm512_loadu_si512(a.qs + row * a.qs_stride + 32 * b);
-            if constexpr (T == DType::Q8_0) xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
+            __m512i xh = _mm512_loadu_si512(a.qs + row * a.qs_stride + 32 * b);
+            __m512i xl = _mm512_loadu_si512(a.ql + row * a.qs_stride + 32 * b);
+            if constexpr (T == DType::Q8_0) {
+                xh = _mm512_mask_sub_epi8(xh, neg, _mm512_setzero_si512(), xh);
+                xl = _mm512_mask_sub_epi8(xl, neg, _mm512_setzero_si512(), xl);
+            }
+            const __m512i p = _mm512_dpbusd_epi32(
+                _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xh), 8), wv, xl);
             const __m128 dx2 = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(a.d + row * a.d_stride + b)));
             const __m512 dx = _mm512_permutexvar_ps(pair_idx, _mm512_zextps128_ps512(dx2));
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[r]);
@@ -74,9 +79,10 @@ void rows_dot_32x2(const QuantAct& a, int64_t m0, const void* w, float* out, int
         if constexpr (T == DType::Q8_0) wu = _mm256_sign_epi8(wv, wv);
         for (int r = 0; r < R; r++) {
             const int64_t row = m0 + r;
-            __m256i xv = load256(a.qs + row * a.qs_stride + 32 * b);
-            if constexpr (T == DType::Q8_0) xv = _mm256_sign_epi8(xv, wv);
-            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wu, xv);
+            __m256i xh = load256(a.qs + row * a.qs_stride + 32 * b);
+            __m256i xl = load256(a.ql + row * a.qs_stride + 32 * b);
+            if constexpr (T == DType::Q8_0) xh = _mm256_sign_epi8(xh, wv), xl = _mm256_sign_epi8(xl, wv);
+            const __m256i p = dot_two_terms(wu, xh, xl);
             tail[r] = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * a.d[row * a.d_stride + b])));
             if constexpr (kMin) tail[r] = std::fma(mw, a.s[row * a.s_stride + b], tail[r]);
         }
