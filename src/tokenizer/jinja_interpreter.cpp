@@ -169,28 +169,35 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, const FramePtr& frame, st
         return Flow::Normal;
     }
     auto n = static_cast<int64_t>(items.size());
+    auto current = std::make_shared<int64_t>(0);
+    Dict fields;
+    for (const char* key : {"index", "index0", "revindex", "revindex0", "first", "last"}) fields.set(Value(key), Value());
+    fields.set(Value("length"), Value(n));
+    fields.set(Value("depth"), Value(int64_t{1}));
+    fields.set(Value("depth0"), Value(int64_t{0}));
+    fields.set(Value("previtem"), Value());
+    fields.set(Value("nextitem"), Value());
+    fields.set(Value("cycle"), Value::function("cycle", [current](Interpreter&, ValueList& args, KwArgs&) -> Value {
+                   if (args.empty()) raise(ErrorCode::InvalidArgument, "chat template: no items for cycling given");
+                   return args[static_cast<size_t>(*current) % args.size()];
+               }));
+    Value loop_value = Value::dict(std::move(fields));
     for (int64_t i = 0; i < n; ++i) {
         step();
         auto scope = std::make_shared<Frame>();
         scope->parent = frame;
         bind_targets(*scope, s.targets, items[static_cast<size_t>(i)]);
-        Dict loop;
-        loop.set("index", Value(i + 1));
-        loop.set("index0", Value(i));
-        loop.set("revindex", Value(n - i));
-        loop.set("revindex0", Value(n - i - 1));
-        loop.set("first", Value(i == 0));
-        loop.set("last", Value(i == n - 1));
-        loop.set("length", Value(n));
-        loop.set("depth", Value(int64_t{1}));
-        loop.set("depth0", Value(int64_t{0}));
-        loop.set("previtem", i > 0 ? items[static_cast<size_t>(i - 1)] : Value::undefined("there is no previous item"));
-        loop.set("nextitem", i + 1 < n ? items[static_cast<size_t>(i + 1)] : Value::undefined("there is no next item"));
-        loop.set("cycle", Value::function("cycle", [i](Interpreter&, ValueList& args, KwArgs&) -> Value {
-                     if (args.empty()) raise(ErrorCode::InvalidArgument, "chat template: no items for cycling given");
-                     return args[static_cast<size_t>(i) % args.size()];
-                 }));
-        scope->set("loop", Value::dict(std::move(loop)));
+        Dict& loop = loop_value.mutable_dict();  // one object advanced in place, like jinja2's LoopContext
+        *current = i;
+        loop.value_at(0) = Value(i + 1);
+        loop.value_at(1) = Value(i);
+        loop.value_at(2) = Value(n - i);
+        loop.value_at(3) = Value(n - i - 1);
+        loop.value_at(4) = Value(i == 0);
+        loop.value_at(5) = Value(i == n - 1);
+        loop.value_at(9) = i > 0 ? items[static_cast<size_t>(i - 1)] : Value::undefined("there is no previous item");
+        loop.value_at(10) = i + 1 < n ? items[static_cast<size_t>(i + 1)] : Value::undefined("there is no next item");
+        scope->set("loop", loop_value);
         Flow f = exec(s.bodies[0], scope, out);
         if (f == Flow::Break) break;
     }

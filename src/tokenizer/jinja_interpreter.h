@@ -27,7 +27,7 @@ using FramePtr = std::shared_ptr<Frame>;
 struct RenderLimits {
     size_t max_output_bytes = size_t{32} << 20;  // any string built while rendering, and the result
     int max_call_depth = 128;                      // nested macro calls
-    uint64_t max_steps = 20'000'000;               // statements, loop iterations and calls
+    uint64_t max_steps = 2'000'000;                // statements, loop iterations and calls
     int max_eval_depth = 2000;                     // nested statement/expression evaluation (C++ stack)
 };
 

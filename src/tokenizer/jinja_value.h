@@ -69,7 +69,7 @@ class Value {
     const std::string& as_string() const { return s_; }
     const ValueList& as_list() const { return *list_; }
     const Dict& as_dict() const { return *dict_; }  // dicts and namespaces
-    Dict& mutable_dict() const { return *dict_; }   // namespaces only (the sandbox is immutable otherwise)
+    Dict& mutable_dict() const { return *dict_; }   // namespaces and loop objects (the sandbox is immutable otherwise)
     const NativeFunction& as_function() const { return *fn_; }
     const std::string& name() const { return s_; }  // callables: the name; undefined: what was missing
 
@@ -107,6 +107,7 @@ class Dict {
     const std::vector<std::pair<Value, Value>>& items() const { return items_; }
     size_t size() const { return items_.size(); }
     void clear() { items_.clear(); }
+    Value& value_at(size_t i) { return items_[i].second; }
 
   private:
     std::vector<std::pair<Value, Value>> items_;

@@ -112,8 +112,7 @@ TEST(ChatTemplate, BadConversationsAreInvalidArgument) {
     EXPECT_EQ(code(nlohmann::json::array()), ErrorCode::InvalidArgument);
     EXPECT_EQ(code(nlohmann::json::object()), ErrorCode::InvalidArgument);
     EXPECT_EQ(code(nlohmann::json::array({"not an object"})), ErrorCode::InvalidArgument);
-    nlohmann::json deep = nlohmann::json::array();
-    for (int i = 0; i < 5000; ++i) deep = nlohmann::json::array({deep});
+    nlohmann::json deep = nlohmann::json::parse(std::string(5000, '[') + std::string(5000, ']'));
     EXPECT_EQ(code(nlohmann::json::array({{{"role", "user"}, {"content", deep}}})), ErrorCode::InvalidArgument);
 }
 
