@@ -1,0 +1,15 @@
+// Gated activations: out = act(gate) * up elementwise (SiLU or tanh-approximate GELU); out may alias gate.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace osprey::backend::cuda {
+
+enum class GatedAct { Silu, GeluTanh };
+
+void launch_gated_activation(float* out, const float* gate, const float* up, int64_t n, GatedAct act,
+                             cudaStream_t stream);
+
+}  // namespace osprey::backend::cuda

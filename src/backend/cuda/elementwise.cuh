@@ -1,0 +1,20 @@
+// Element-wise f32 ops: add, add_bias, scale with optional tanh soft-capping, gather_rows.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace osprey::backend::cuda {
+
+// out = a + b over n elements (out may alias a or b).
+void launch_add(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream);
+// x[r, c] += bias[c] for x [rows, cols].
+void launch_add_bias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+// x = x * s, then softcap * tanh(x / softcap) when softcap > 0.
+void launch_scale(float* x, int64_t n, float s, float softcap, cudaStream_t stream);
+// out[i, :] = x[rows[i], :] for out [n_rows, d].
+void launch_gather_rows(float* out, const float* x, const int32_t* rows, int64_t n_rows, int64_t d,
+                        cudaStream_t stream);
+
+}  // namespace osprey::backend::cuda

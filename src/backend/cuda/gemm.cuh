@@ -1,0 +1,58 @@
+// Large-batch matrix products through cuBLAS: out [M, N] f32 = x [M, K] f32 . w [N, K]^T.
+// - F32 weights: SGEMM in f32 (no TF32).
+// - F16 / BF16 weights: x is rounded to the weight's type, then a tensor-core GEMM with f32 accumulation.
+// - GGUF block weights: rows of w are dequantized to f16 in slices of at most kDequantSliceBytes, x is
+//   rounded to f16, then the same f16 GEMM per slice.
+// The conversion kernels live in gemm.cu (nvcc); the cuBLAS calls and scratch in gemm.cpp (host compiler).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace osprey::backend::cuda {
+
+constexpr size_t kDequantSliceBytes = size_t(64) << 20;
+
+// dst[i] = f16 or bf16 (to) of x[i], i < n.
+void launch_convert_f32(void* dst, DType to, const float* x, int64_t n, cudaStream_t stream);
+// dst [n_rows, K] f16 = rows of w (a GGUF block dtype); K a multiple of the block size.
+void launch_dequantize_f16(uint16_t* dst, DType w_dtype, const void* w, int64_t n_rows, int64_t K,
+                           cudaStream_t stream);
+
+// A growable device scratch area. grow() synchronizes the stream before it frees the old area.
+class DeviceScratch {
+  public:
+    DeviceScratch() = default;
+    ~DeviceScratch();
+    DeviceScratch(const DeviceScratch&) = delete;
+    DeviceScratch& operator=(const DeviceScratch&) = delete;
+    void* get(size_t n_bytes, cudaStream_t stream);
+
+  private:
+    void* data_ = nullptr;
+    size_t n_bytes_ = 0;
+};
+
+// cuBLAS state of one backend (handle bound to its stream) and the scratch for converted operands.
+class Gemm {
+  public:
+    explicit Gemm(cudaStream_t stream);
+    ~Gemm();
+    Gemm(const Gemm&) = delete;
+    Gemm& operator=(const Gemm&) = delete;
+
+    static bool supported(DType w_dtype);
+    void run(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K);
+
+  private:
+    cudaStream_t stream_;
+    cublasHandle_t handle_ = nullptr;
+    DeviceScratch x_scratch_, w_scratch_;
+};
+
+}  // namespace osprey::backend::cuda
