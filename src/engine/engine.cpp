@@ -8,6 +8,8 @@
 #include <mutex>
 #include <random>
 #include <thread>
+
+#include <unistd.h>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -115,16 +117,21 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const
     const model::ModelConfig& mc = model.config();
     m.max_model_len = config.max_model_len > 0 ? std::min(config.max_model_len, mc.max_context) : mc.max_context;
     const kv::KvCacheShape shape = kv_shape(mc, config.block_size);
-    const int n_blocks = kv::PagedKvCache::blocks_for_bytes(shape, config.kv_cache_bytes);
+    if (m.config.kv_cache_bytes == 0) {
+        const size_t one_seq = shape.bytes_per_token() * size_t(m.max_model_len + config.block_size);
+        const size_t half_ram = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE)) / 2;
+        m.config.kv_cache_bytes = std::min(std::max(size_t(2) << 30, one_seq), std::max(half_ram, one_seq));
+    }
+    const int n_blocks = kv::PagedKvCache::blocks_for_bytes(shape, m.config.kv_cache_bytes);
     if (int64_t(n_blocks) * config.block_size < m.max_model_len)
         raise(ErrorCode::OutOfMemory,
               "the KV cache budget of {} MiB holds {} tokens, less than one sequence of max_model_len {} tokens "
               "({} bytes per token): raise --kv-cache-memory or lower --max-model-len",
-              config.kv_cache_bytes >> 20, int64_t(n_blocks) * config.block_size, m.max_model_len,
+              m.config.kv_cache_bytes >> 20, int64_t(n_blocks) * config.block_size, m.max_model_len,
               shape.bytes_per_token());
     m.kv_cache = std::make_unique<kv::PagedKvCache>(model.backend(), shape, n_blocks);
     m.blocks = std::make_unique<kv::BlockAllocator>(n_blocks);
-    m.scheduler = std::make_unique<Scheduler>(config, *m.blocks);
+    m.scheduler = std::make_unique<Scheduler>(m.config, *m.blocks);
     m.host_row.resize(size_t(mc.n_vocab));
     m.stats.n_kv_blocks = n_blocks;
     m.stats.kv_tokens_capacity = n_blocks * config.block_size;

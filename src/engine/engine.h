@@ -36,7 +36,8 @@ struct EngineConfig {
     int max_num_batched_tokens = 512;   // tokens per step (prefill chunks + decodes)
     int max_model_len = 0;              // 0: the model's context length
     int block_size = 16;                // tokens per KV block
-    size_t kv_cache_bytes = 256u << 20; // KV pool budget
+    size_t kv_cache_bytes = 0;          // KV pool budget; 0: auto (on the CPU: 2 GiB, at least one max_model_len
+                                        // sequence, at most half the machine's memory)
     bool enable_prefix_caching = true;
     SchedulingPolicy scheduling = SchedulingPolicy::Continuous;
     int max_waiting_requests = 1024;    // admission queue limit: submit() beyond it is rejected (HTTP 429)
