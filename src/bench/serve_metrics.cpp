@@ -45,7 +45,7 @@ ServeMetrics compute_metrics(const ServeRun& run, const std::vector<SampleReques
                              const tokenizer::Tokenizer* tokenizer, const MetricOptions& o) {
     ServeMetrics m;
     std::vector<double> all_tpots;
-    int good = 0;
+    int& good = m.good;
     for (size_t i = 0; i < run.outputs.size(); ++i) {
         const RequestResult& r = run.outputs[i];
         int in_len = samples[i].prompt_len >= 0 ? samples[i].prompt_len : std::max(0, r.usage_prompt_tokens);

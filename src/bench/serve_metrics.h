@@ -35,6 +35,7 @@ struct MetricOptions {
 
 struct ServeMetrics {
     int completed = 0, failed = 0;
+    int good = 0;  // completed requests meeting every goodput SLO (all completed when no SLO is set)
     int64_t total_input = 0, total_output = 0;
     double request_throughput = 0, request_goodput = 0, output_throughput = 0, total_token_throughput = 0;
     std::vector<int> input_lens, output_lens;  // per request (output 0 for failures)
