@@ -54,10 +54,12 @@ class Session : public std::enable_shared_from_this<Session> {
   private:
     void respond() {
         t0_ = std::chrono::steady_clock::now();
+        int active = 0;
         {
             std::lock_guard<std::mutex> lock(impl_.mu);
             impl_.arrivals.push_back(t0_);
-            impl_.max_active = std::max(impl_.max_active, ++impl_.active);
+            active = ++impl_.active;
+            impl_.max_active = std::max(impl_.max_active, active);
         }
         json body = json::parse(req_.body(), nullptr, false);
         chat_ = req_.target().find("chat") != beast::string_view::npos;
@@ -66,7 +68,7 @@ class Session : public std::enable_shared_from_this<Session> {
             if (chat_ && body.contains("messages")) script = body["messages"][0]["content"].get<std::string>();
             else if (body.contains("prompt")) script = body["prompt"].get<std::string>();
         }
-        first_ = script_value(script, "first", 100);
+        first_ = script_value(script, "first", 100) + (active - 1) * script_value(script, "per_active", 0);
         gap_ = script_value(script, "gap", 20);
         n_ = script_value(script, "n", 5);
         prompt_tokens_ = script_value(script, "prompt_tokens", 7);

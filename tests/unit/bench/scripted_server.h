@@ -1,6 +1,7 @@
 // ScriptedServer: an in-process OpenAI-style streaming server on a loopback port, for benchmark tests. Each request's
-// prompt (or chat message) carries its script, "first=MS gap=MS n=N [prompt_tokens=P] [status=CODE]": the first chunk
-// is written MS after the request was read, then one chunk every gap ms (on an absolute schedule, so delays do not
+// prompt (or chat message) carries its script, "first=MS gap=MS n=N [per_active=MS] [prompt_tokens=P] [status=CODE]":
+// the first chunk is written MS (plus per_active MS for every other stream open when it arrived) after the request
+// was read, then one chunk every gap ms (on an absolute schedule, so delays do not
 // accumulate), N chunks in all, each with one token of text; then a usage chunk (completion_tokens = N) and
 // [DONE]. The response is written by hand as chunked transfer encoding, independent of the client under test.
 #pragma once
