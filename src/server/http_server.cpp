@@ -136,8 +136,33 @@ class Session final : public ResponseSink, public std::enable_shared_from_this<S
         parser_->body_limit(server_.config.max_body_bytes);
         parser_->header_limit(uint32_t(server_.config.max_header_bytes));
         stream_.expires_after(to_duration(server_.config.read_timeout_s));
-        http::async_read(stream_, buffer_, *parser_,
-                         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+        http::async_read_header(stream_, buffer_, *parser_,
+                                [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+    }
+
+    // Headers are in: answer "Expect: 100-continue" (curl sends it for large bodies), then read the body.
+    void on_header(beast::error_code ec) {
+        if (closed_) return;
+        if (ec) {
+            on_read(ec);
+            return;
+        }
+        auto read_body = [self = shared_from_this()] {
+            self->stream_.expires_after(to_duration(self->server_.config.read_timeout_s));
+            http::async_read(self->stream_, self->buffer_, *self->parser_,
+                             [self](beast::error_code e, size_t) { self->on_read(e); });
+        };
+        const auto expect = parser_->get()[http::field::expect];
+        if (!parser_->is_done() && beast::iequals(expect, "100-continue")) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this(), read_body](beast::error_code e, size_t) {
+                                 if (e) self->on_read(e);
+                                 else read_body();
+                             });
+            return;
+        }
+        read_body();
     }
 
     void on_read(beast::error_code ec) {

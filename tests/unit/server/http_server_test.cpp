@@ -325,3 +325,22 @@ TEST_F(HttpServerTest, CompletionLogprobs) {
     EXPECT_EQ(lp["tokens"][0], tokenizer_->token_to_piece(10));
     EXPECT_EQ(lp["text_offset"][1], tokenizer_->token_to_piece(10).size());
 }
+
+TEST_F(HttpServerTest, ExpectContinue) {
+    start();
+    net::io_context ioc;
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), uint16_t(port())));
+    const std::string body = R"({"prompt": "hi", "max_tokens": 1})";
+    net::write(s, net::buffer("POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n"));
+    char buf[64];
+    const size_t n = s.read_some(net::buffer(buf));
+    EXPECT_EQ(std::string(buf, n), "HTTP/1.1 100 Continue\r\n\r\n");
+    net::write(s, net::buffer(body));
+    beast::flat_buffer fb;
+    http::response<http::string_body> res;
+    http::read(s, fb, res);
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_EQ(json::parse(res.body())["choices"][0]["text"], "<0>");
+}
