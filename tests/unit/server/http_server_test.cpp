@@ -42,7 +42,17 @@ class FakeEngine final : public ServingEngine {
             held_[req.request_id] = {req, std::move(cb)};
             return;
         }
-        threads_.emplace_back([req, cb] {
+        const bool fail = fail_generation;
+        threads_.emplace_back([req, cb, fail] {
+            if (fail) {
+                engine::RequestOutput f;
+                f.request_id = req.request_id;
+                f.finished = true;
+                f.finish_reason = engine::FinishReason::Error;
+                f.error = "step failed: injected";
+                cb(f);
+                return;
+            }
             for (int i = 0; i < req.n; ++i) {
                 for (int k = 0; k < req.params.max_tokens; ++k) {
                     engine::RequestOutput o;
@@ -91,6 +101,7 @@ class FakeEngine final : public ServingEngine {
 
     bool queue_full = false;
     bool hold = false;
+    bool fail_generation = false;
     engine::GenerationRequest last_request;
 
   private:
@@ -343,4 +354,18 @@ TEST_F(HttpServerTest, ExpectContinue) {
     http::read(s, fb, res);
     EXPECT_EQ(res.result_int(), 200u);
     EXPECT_EQ(json::parse(res.body())["choices"][0]["text"], "<0>");
+}
+
+TEST_F(HttpServerTest, EngineErrorIs500OrErrorEvent) {
+    engine_.fail_generation = true;
+    start();
+    const json j = post_json("/v1/completions", R"({"prompt": "hi", "max_tokens": 2})", 500);
+    EXPECT_EQ(j["error"]["type"], "server_error");
+    EXPECT_EQ(j["error"]["message"], "step failed: injected");
+    Client c(port());
+    auto res = c.send(http::verb::post, "/v1/completions", R"({"prompt": "hi", "max_tokens": 2, "stream": true})");
+    EXPECT_EQ(res.result_int(), 200u);  // headers were sent before the failure: the error is an event
+    EXPECT_EQ(res.body(),
+              "data: {\"error\":{\"code\":null,\"message\":\"step failed: injected\",\"param\":null,"
+              "\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n");
 }
