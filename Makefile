@@ -1,7 +1,9 @@
 # Osprey: the two commands a user needs are `make run` and `make test`.
 BUILD ?= build
 JOBS ?= $(shell nproc)
-CMAKE_FLAGS ?=
+# The CUDA backend is compiled whenever nvcc is found (CI compiles it without a GPU; its GPU tests then skip).
+NVCC := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+CMAKE_FLAGS ?= $(if $(NVCC),-DOSPREY_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC),)
 
 .PHONY: deps build run test models test-models test-python test-sanitize clean
 

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/cpu/cpu_backend.h"
+#include "cli/device_option.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
 #include "core/error.h"
@@ -32,6 +32,7 @@ struct RunOptions {
     bool chat = false;
     bool no_bos = false;
     int threads = 0;
+    std::string device = "auto";
     int ctx = 0;
     engine::SamplingParams sampling;
     int64_t seed = -1;
@@ -39,7 +40,7 @@ struct RunOptions {
 
 void run(const RunOptions& o) {
     const std::string path = o.model.empty() ? engine::default_model_path() : o.model;
-    auto backend = backend::make_cpu_backend(o.threads);
+    auto backend = make_backend(o.device, o.threads);
     engine::LoadOptions lo;
     ProgressBar bar("loading", isatty(STDOUT_FILENO));
     lo.on_progress = [&](double f) { bar.update(f); };
@@ -132,6 +133,7 @@ void register_run_command(CLI::App& app) {
     cmd->add_option("--system", o->system, "System message (with --chat)");
     cmd->add_flag("--no-bos", o->no_bos, "Do not add BOS");
     cmd->add_option("-t,--threads", o->threads, "CPU threads (default: one per core)");
+    cmd->add_option("--device", o->device, kDeviceHelp);
     cmd->add_option("-c,--ctx-size", o->ctx, "KV cache size in tokens (default: prompt + n-predict)");
     cmd->add_option("--temp,--temperature", o->sampling.temperature, "Temperature (0 = greedy, the default)");
     cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)");
