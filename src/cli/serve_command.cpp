@@ -107,10 +107,10 @@ void serve(ServeOptions o) {
         }
     }
     const int capacity = eng->kv_tokens_capacity();
-    spdlog::info("KV cache: {} tokens fit ({} blocks of {} tokens, {} MiB); max_model_len {}; {:.2f}x concurrency at "
-                 "full length",
+    spdlog::info("KV cache: {} tokens fit ({} blocks of {} tokens, {} MiB); max_model_len {}; {:.2f}x concurrency "
+                 "at full length",
                  capacity, capacity / std::max(1, o.engine.block_size), o.engine.block_size,
-                 o.engine.kv_cache_bytes >> 20, eng->max_model_len(), double(capacity) / eng->max_model_len());
+                 eng->config().kv_cache_bytes >> 20, eng->max_model_len(), double(capacity) / eng->max_model_len());
     auto api = server::wrap_engine(*eng);
 
     server::ServiceConfig sc;
@@ -160,7 +160,8 @@ void register_serve_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--max-model-len", o->engine.max_model_len, "Context length (default: the model's)");
     cmd->add_option("--block-size", o->engine.block_size, "Tokens per KV block")->capture_default_str();
-    cmd->add_option("--kv-cache-memory", o->kv_cache_memory, "KV cache budget, e.g. 512MiB (default: 256MiB)");
+    cmd->add_option("--kv-cache-memory", o->kv_cache_memory,
+                    "KV cache budget, e.g. 512MiB (default: auto, 2 GiB on the CPU)");
     cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->engine.enable_prefix_caching,
                   "Reuse KV blocks of shared prompt prefixes (default: on)");
     cmd->add_option("--scheduling", o->scheduling, "continuous (default) or static (baseline)")
