@@ -55,7 +55,9 @@ size_t parse_bytes(const std::string& text, const char* flag) {
     else if (unit == "KB" || unit == "kB") mult = 1e3;
     else if (unit == "MB") mult = 1e6;
     else if (unit == "GB") mult = 1e9;
-    else raise(ErrorCode::InvalidArgument, "{}: unknown unit '{}' in '{}' (use B, KiB, MiB, GiB, KB, MB, GB)", flag, unit, text);
+    else
+        raise(ErrorCode::InvalidArgument, "{}: unknown unit '{}' in '{}' (use B, KiB, MiB, GiB, KB, MB, GB)", flag,
+              unit, text);
     if (!(value > 0)) raise(ErrorCode::InvalidArgument, "{}: '{}' must be positive", flag, text);
     return size_t(value * mult);
 }

@@ -64,7 +64,12 @@ struct HttpServer::Impl {
     int n_signals = 0;
 
     Impl(const HttpServerConfig& c, OpenAiService& s)
-        : ctx{c, s, {}}, config(ctx.config), ioc(std::max(1, c.n_threads)), acceptor(ioc), signals(ioc), accept_retry(ioc) {}
+        : ctx{c, s, {}, {}},
+          config(ctx.config),
+          ioc(std::max(1, c.n_threads)),
+          acceptor(ioc),
+          signals(ioc),
+          accept_retry(ioc) {}
     void do_accept();
     void wait_signal();
 };

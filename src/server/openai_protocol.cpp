@@ -85,15 +85,17 @@ void parse_prompt(const json& body, OpenAiRequest& r) {
         r.prompt_text = p->get<std::string>();
         return;
     }
-    if (!p->is_array()) bad_field("prompt", fmt::format("'prompt' must be a string or an array, got {}", type_name(*p)));
+    if (!p->is_array())
+        bad_field("prompt", fmt::format("'prompt' must be a string or an array, got {}", type_name(*p)));
     if (p->empty()) bad_field("prompt", "'prompt' must not be empty");
     if ((*p)[0].is_number_integer()) {
         r.prompt_tokens = token_array(*p, "prompt");
         return;
     }
     if (p->size() > 1)
-        throw ApiError(ErrorKind::Unsupported, "batched prompts (a list of several prompts) are not supported; send one "
-                                               "request per prompt", "prompt");
+        throw ApiError(ErrorKind::Unsupported,
+                       "batched prompts (a list of several prompts) are not supported; send one request per prompt",
+                       "prompt");
     const json& one = (*p)[0];
     if (one.is_string()) {
         r.prompt_text = one.get<std::string>();

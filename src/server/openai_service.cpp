@@ -242,7 +242,8 @@ void OpenAiService::handle(const HttpRequest& request, const std::shared_ptr<Res
     }
     const char* method = route ? route->method : "GET";
     if (request.method != method) {
-        ApiError e(ErrorKind::MethodNotAllowed, fmt::format("{} does not allow {}; use {}", path, request.method, method));
+        ApiError e(ErrorKind::MethodNotAllowed,
+                   fmt::format("{} does not allow {}; use {}", path, request.method, method));
         metrics_.count_response(e.status());
         Headers h = e.headers();
         h.emplace_back("Allow", method);

@@ -176,8 +176,8 @@ class HttpServerTest : public ::testing::Test {
 
 TEST_F(HttpServerTest, CompletionNonStreaming) {
     start();
-    const json j = post_json("/v1/completions", R"({"model": "smol", "prompt": "hello world", "max_tokens": 3, "n": 2})",
-                             200);
+    const json j =
+        post_json("/v1/completions", R"({"model": "smol", "prompt": "hello world", "max_tokens": 3, "n": 2})", 200);
     EXPECT_EQ(j["object"], "text_completion");
     EXPECT_EQ(j["id"].get<std::string>().rfind("cmpl-", 0), 0u);
     EXPECT_EQ(j["model"], "smol");
@@ -301,7 +301,8 @@ TEST_F(HttpServerTest, DisconnectAbortsAndFreesConnection) {
         char buf[256];
         const size_t n = s.read_some(net::buffer(buf));  // the stream's headers
         EXPECT_NE(std::string(buf, n).find("200 OK"), std::string::npos);
-        for (int i = 0; i < 100 && engine_.n_held() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        for (int i = 0; i < 100 && engine_.n_held() == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
         ASSERT_EQ(engine_.n_held(), 1u);
     }  // closes the socket mid-stream
     for (int i = 0; i < 200 && engine_.aborted_ids().empty(); ++i)
