@@ -3,7 +3,7 @@
 set -euo pipefail
 apt_pkgs=(build-essential cmake ninja-build pkg-config git unzip ca-certificates
           libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcre2-dev libicu-dev libboost-dev
-          libgtest-dev libgmock-dev libbenchmark-dev clang python3-pip)
+          libgtest-dev libgmock-dev libbenchmark-dev clang python3-pip chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

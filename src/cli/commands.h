@@ -11,5 +11,6 @@ void register_inspect_command(CLI::App& app);
 void register_tokenize_command(CLI::App& app);
 void register_synth_command(CLI::App& app);
 void register_serve_command(CLI::App& app);
+void register_bench_command(CLI::App& app);
 
 }  // namespace osprey::cli

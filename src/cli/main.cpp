@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
     osprey::cli::register_tokenize_command(app);
     osprey::cli::register_synth_command(app);
     osprey::cli::register_serve_command(app);
+    osprey::cli::register_bench_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
