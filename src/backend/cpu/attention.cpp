@@ -26,9 +26,11 @@ void paged_attention_driver(ThreadPool& pool, const CpuKernels& k, float* out, c
         for (int t = qstart[s]; t < qstart[s + 1]; t++) seq_of[size_t(t)] = s;
 
     const int max_ctx = std::max(1, batch.max_seq_len);
+    const void* kbase = kv.k.data;
+    const void* vbase = kv.v.data;
     pool.run([&](int tid, int n_threads) {
         std::vector<float> scores(size_t(max_ctx) + 1);
-        std::vector<float> acc(static_cast<size_t>(hd), 0.0f);
+        std::vector<int64_t> offs(size_t(max_ctx) + 1);
         const int64_t n_items = int64_t(T) * H;
         const int64_t i0 = n_items * tid / n_threads, i1 = n_items * (tid + 1) / n_threads;
         for (int64_t item = i0; item < i1; item++) {
@@ -36,36 +38,30 @@ void paged_attention_driver(ThreadPool& pool, const CpuKernels& k, float* out, c
             const int s = seq_of[size_t(t)];
             const int pos = positions[t];
             const int lo = p.window > 0 ? std::max(0, pos - p.window + 1) : 0;
+            const int n = pos - lo + 1;
             const int kvh = h / group;
             const float* qv = q + (int64_t(t) * H + h) * hd;
             const int32_t* table = tables + int64_t(s) * batch.max_blocks_per_seq;
-            float mx = -INFINITY;
             for (int j = lo; j <= pos; j++) {
                 const int64_t slot = int64_t(table[j / bs]) * bs + j % bs;
-                const int64_t off = slot * kv_row + int64_t(kvh) * hd;
-                float sc = f16 ? k.dot_f16(qv, kv.k.as<uint16_t>() + off, hd) : k.dot_f32(qv, kv.k.as<float>() + off, hd);
-                sc *= p.scale;
-                if (p.softcap > 0) sc = p.softcap * std::tanh(sc / p.softcap);
-                scores[size_t(j - lo)] = sc;
-                mx = std::max(mx, sc);
+                offs[size_t(j - lo)] = slot * kv_row + int64_t(kvh) * hd;
             }
+            float* sc = scores.data();
+            k.attn_scores(qv, kbase, f16, offs.data(), n, hd, p.scale, sc);
+            if (p.softcap > 0)
+                for (int j = 0; j < n; j++) sc[j] = p.softcap * std::tanh(sc[j] / p.softcap);
+            float mx = -INFINITY;
+            for (int j = 0; j < n; j++) mx = std::max(mx, sc[j]);
             float sum = 0;
-            for (int j = lo; j <= pos; j++) {
-                const float e = std::exp(scores[size_t(j - lo)] - mx);
-                scores[size_t(j - lo)] = e;
+            for (int j = 0; j < n; j++) {
+                const float e = std::exp(sc[j] - mx);
+                sc[j] = e;
                 sum += e;
             }
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            for (int j = lo; j <= pos; j++) {
-                const int64_t slot = int64_t(table[j / bs]) * bs + j % bs;
-                const int64_t off = slot * kv_row + int64_t(kvh) * hd;
-                const float w = scores[size_t(j - lo)];
-                if (f16) k.axpy_f16(acc.data(), w, kv.v.as<uint16_t>() + off, hd);
-                else k.axpy_f32(acc.data(), w, kv.v.as<float>() + off, hd);
-            }
-            const float inv = 1.0f / sum;
             float* o = out + (int64_t(t) * H + h) * hd;
-            for (int i = 0; i < hd; i++) o[i] = acc[size_t(i)] * inv;
+            k.attn_values(o, sc, vbase, f16, offs.data(), n, hd);
+            const float inv = 1.0f / sum;
+            for (int i = 0; i < hd; i++) o[i] *= inv;
         }
     });
 }

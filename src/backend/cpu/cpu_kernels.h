@@ -55,6 +55,7 @@ struct QuantAct {
     float* s = nullptr;
     int16_t* bsums = nullptr;
     int16_t* bsums_lo = nullptr;
+    float* d8 = nullptr;  // Q8_32: each d repeated 8 times (d8[row * 8 * d_stride + 8 * b + i] = d[b]), for SIMD lanes
     int64_t qs_stride = 0, d_stride = 0, s_stride = 0, bsums_stride = 0;  // in elements (ql, bsums_lo alike)
 };
 
@@ -68,16 +69,31 @@ constexpr int kMaxRows = 4;
 using RowsDotFn = void (*)(int n_rows, const QuantAct& act, int64_t m0, const void* w_row, float* out,
                            int64_t out_stride);
 
+// Tile kernel (float weights, act kind F32): out[r * out_stride + j] = dot(act row (m0 + r), weight row j at
+// w + j * row_bytes) for r < n_rows <= kTileRows, j < n_w <= kTileCols; each (r, j) computed exactly as with
+// n_rows = n_w = 1.
+constexpr int kTileRows = 4, kTileCols = 4;
+using TileDotFn = void (*)(int n_rows, int n_w, const QuantAct& act, int64_t m0, const void* w, size_t row_bytes,
+                           float* out, int64_t out_stride);
+
 struct CpuKernels {
     Isa isa = Isa::Scalar;
     QuantizeActFn quantize_q8_32 = nullptr;
     QuantizeActFn quantize_q8_256 = nullptr;
     RowsDotFn rows_dot[kNumDTypes] = {};  // by weight dtype; null: unsupported
+    TileDotFn tile_dot[kNumDTypes] = {};  // optional, float weights: preferred over rows_dot when set
     // Attention primitives (n elements): dot of f32 q with a K row; y += a * V row.
     float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
     float (*dot_f16)(const float* a, const uint16_t* b, int64_t n) = nullptr;
     void (*axpy_f32)(float* y, float a, const float* x, int64_t n) = nullptr;
     void (*axpy_f16)(float* y, float a, const uint16_t* x, int64_t n) = nullptr;
+    // Over n context rows of hd elements at element offsets offs[j] of base (f32, or f16 when f16):
+    // scores[j] = dot(q, row j) * scale (the dot as dot_f32/dot_f16 computes it), and
+    // out[i] = sum_j p[j] * row_j[i] accumulated in order of j (fma from 0, as repeated axpy would).
+    void (*attn_scores)(const float* q, const void* base, bool f16, const int64_t* offs, int n, int hd, float scale,
+                        float* scores) = nullptr;
+    void (*attn_values)(float* out, const float* p, const void* base, bool f16, const int64_t* offs, int n,
+                        int hd) = nullptr;
 };
 
 // Scalar kernels (always available) and the SIMD tables (null when not compiled/supported by the CPU).
@@ -107,7 +123,7 @@ namespace osprey::backend::cpu {
 // Reusable scratch for the quantized activations.
 struct MatmulScratch {
     std::vector<int8_t> qs;
-    std::vector<float> d, s;
+    std::vector<float> d, s, d8;
     std::vector<int16_t> bsums;
 };
 

@@ -287,6 +287,21 @@ void axpy_f16_scalar(float* y, float a, const uint16_t* x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * fp16_to_fp32(x[i]);
 }
 
+void attn_scores_scalar(const float* q, const void* base, bool f16, const int64_t* offs, int n, int hd, float scale,
+                        float* scores) {
+    for (int j = 0; j < n; j++)
+        scores[j] = (f16 ? dot_f16_scalar(q, static_cast<const uint16_t*>(base) + offs[j], hd)
+                         : dot_f32_scalar(q, static_cast<const float*>(base) + offs[j], hd)) * scale;
+}
+
+void attn_values_scalar(float* out, const float* p, const void* base, bool f16, const int64_t* offs, int n, int hd) {
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (f16) axpy_f16_scalar(out, p[j], static_cast<const uint16_t*>(base) + offs[j], hd);
+        else axpy_f32_scalar(out, p[j], static_cast<const float*>(base) + offs[j], hd);
+    }
+}
+
 }  // namespace
 
 void fill_scalar_kernels(CpuKernels& k) {
@@ -310,6 +325,8 @@ void fill_scalar_kernels(CpuKernels& k) {
     k.dot_f16 = dot_f16_scalar;
     k.axpy_f32 = axpy_f32_scalar;
     k.axpy_f16 = axpy_f16_scalar;
+    k.attn_scores = attn_scores_scalar;
+    k.attn_values = attn_values_scalar;
 }
 
 CpuKernels select_kernels(const char* forced_isa) {

@@ -37,12 +37,21 @@ void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch& sc, flo
         act.qs = sc.qs.data();
         act.ql = sc.qs.data() + M * qs_stride;
         act.d = sc.d.data();
+        if (kind == ActKind::Q8_32) {
+            sc.d8.resize(size_t(8 * M * act.d_stride));
+            act.d8 = sc.d8.data();
+        }
         act.s = act.s_stride ? sc.s.data() : nullptr;
         act.bsums = act.bsums_stride ? sc.bsums.data() : nullptr;
         act.bsums_lo = act.bsums_stride ? sc.bsums.data() + M * act.bsums_stride : nullptr;
         const QuantizeActFn quant = kind == ActKind::Q8_32 ? k.quantize_q8_32 : k.quantize_q8_256;
         auto quantize_rows = [&](int64_t b, int64_t e) {
-            for (int64_t m = b; m < e; m++) quant(x + m * K, act, m);
+            for (int64_t m = b; m < e; m++) {
+                quant(x + m * K, act, m);
+                if (act.d8)
+                    for (int64_t i = 0; i < 8 * act.d_stride; i++)
+                        act.d8[m * 8 * act.d_stride + i] = act.d[m * act.d_stride + i / 8];
+            }
         };
         if (M < 16) {
             quantize_rows(0, M);
@@ -56,7 +65,27 @@ void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch& sc, flo
     const char* wb = static_cast<const char*>(w);
     const int64_t n_tile = std::max<int64_t>(8, int64_t(kWeightTileBytes / std::max<size_t>(row_bytes, 1)));
 
+    const TileDotFn tile = k.tile_dot[int(w_dtype)];
+    auto work_tiles = [&](int64_t n0, int64_t n1) {
+        for (int64_t mt = 0; mt < M; mt += kRowTile) {
+            const int64_t mt_end = std::min(M, mt + kRowTile);
+            for (int64_t nt = n0; nt < n1; nt += n_tile) {
+                const int64_t nt_end = std::min(n1, nt + n_tile);
+                for (int64_t m = mt; m < mt_end; m += kTileRows) {
+                    const int r = int(std::min<int64_t>(kTileRows, mt_end - m));
+                    for (int64_t n = nt; n < nt_end; n += kTileCols) {
+                        const int c = int(std::min<int64_t>(kTileCols, nt_end - n));
+                        tile(r, c, act, m, wb + size_t(n) * row_bytes, row_bytes, out + m * N + n, N);
+                    }
+                }
+            }
+        }
+    };
     auto work = [&](int64_t n0, int64_t n1) {
+        if (tile) {
+            work_tiles(n0, n1);
+            return;
+        }
         if (M == 1) {
             for (int64_t n = n0; n < n1; n++) dot(1, act, 0, wb + size_t(n) * row_bytes, out + n, N);
             return;

@@ -376,7 +376,11 @@ void dispatch_rows(int n_rows, const QuantAct& a, int64_t m0, const void* w, flo
         case 1: F<1>::run(a, m0, w, out, os); break;
         case 2: F<2>::run(a, m0, w, out, os); break;
         case 3: F<3>::run(a, m0, w, out, os); break;
-        default: F<4>::run(a, m0, w, out, os); break;
+        case 4: F<4>::run(a, m0, w, out, os); break;
+        case 5: F<5>::run(a, m0, w, out, os); break;
+        case 6: F<6>::run(a, m0, w, out, os); break;
+        case 7: F<7>::run(a, m0, w, out, os); break;
+        default: F<8>::run(a, m0, w, out, os); break;
     }
 }
 
@@ -466,6 +470,56 @@ inline void axpy_f16(float* y, float a, const uint16_t* x, int64_t n) {
     for (; i < n; i++) y[i] = std::fma(a, h2f(x[i]), y[i]);
 }
 
+inline void attn_scores(const float* q, const void* base, bool f16, const int64_t* offs, int n, int hd, float scale,
+                        float* scores) {
+    if (f16) {
+        const uint16_t* b = static_cast<const uint16_t*>(base);
+        for (int j = 0; j < n; j++) scores[j] = dot_f16(q, b + offs[j], hd) * scale;
+    } else {
+        const float* b = static_cast<const float*>(base);
+        for (int j = 0; j < n; j++) scores[j] = dot_f32(q, b + offs[j], hd) * scale;
+    }
+}
+
+// out[c .. c + 8 * C) = sum_j p[j] * row_j[c ..], accumulators in registers across all rows.
+template <bool F16, int C>
+inline void attn_values_chunk(float* out, const float* p, const void* base, const int64_t* offs, int n, int c) {
+    __m256 acc[C];
+    for (int i = 0; i < C; i++) acc[i] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        const __m256 pj = _mm256_set1_ps(p[j]);
+        if constexpr (F16) {
+            const uint16_t* v = static_cast<const uint16_t*>(base) + offs[j] + c;
+            for (int i = 0; i < C; i++) acc[i] = _mm256_fmadd_ps(pj, load8<DType::F16>(v, 8 * i), acc[i]);
+        } else {
+            const float* v = static_cast<const float*>(base) + offs[j] + c;
+            for (int i = 0; i < C; i++) acc[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * i), acc[i]);
+        }
+    }
+    for (int i = 0; i < C; i++) _mm256_storeu_ps(out + c + 8 * i, acc[i]);
+}
+
+template <bool F16>
+inline void attn_values_t(float* out, const float* p, const void* base, const int64_t* offs, int n, int hd) {
+    int c = 0;
+    for (; c + 64 <= hd; c += 64) attn_values_chunk<F16, 8>(out, p, base, offs, n, c);
+    for (; c + 8 <= hd; c += 8) attn_values_chunk<F16, 1>(out, p, base, offs, n, c);
+    for (; c < hd; c++) {
+        float a = 0.0f;
+        for (int j = 0; j < n; j++) {
+            const float v = F16 ? h2f(static_cast<const uint16_t*>(base)[offs[j] + c])
+                                : static_cast<const float*>(base)[offs[j] + c];
+            a = std::fma(p[j], v, a);
+        }
+        out[c] = a;
+    }
+}
+
+inline void attn_values(float* out, const float* p, const void* base, bool f16, const int64_t* offs, int n, int hd) {
+    if (f16) attn_values_t<true>(out, p, base, offs, n, hd);
+    else attn_values_t<false>(out, p, base, offs, n, hd);
+}
+
 inline void fill(osprey::backend::cpu::CpuKernels& k) {
     k.quantize_q8_32 = quantize_q8_32;
     k.quantize_q8_256 = quantize_q8_256;
@@ -483,6 +537,8 @@ inline void fill(osprey::backend::cpu::CpuKernels& k) {
     k.dot_f16 = dot_f16;
     k.axpy_f32 = axpy_f32;
     k.axpy_f16 = axpy_f16;
+    k.attn_scores = attn_scores;
+    k.attn_values = attn_values;
 }
 
 }  // namespace OSP_SIMD_NS

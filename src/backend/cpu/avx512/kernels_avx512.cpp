@@ -6,6 +6,9 @@
 #define OSP_VNNI 1
 #include "backend/cpu/simd_kernels_impl.h"
 
+#include <algorithm>
+#include <type_traits>
+
 namespace osprey_simd_avx512 {
 
 // Two consecutive blocks' unsigned codes as [block b (32 bytes), block b + 1 (32 bytes)].
@@ -35,46 +38,88 @@ inline float hsum512(__m512 v) {
     return hsum(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
 }
 
+// Scales of blocks b, b + 1 as f32 [d0, m0, d1, m1] (m = the offset of w = d * code + m; 0 for Q8_0).
+template <DType T>
+inline __m128 scales2(const void* w, int64_t b) {
+    using namespace osprey;
+    if constexpr (T == DType::Q4_1 || T == DType::Q5_1 || T == DType::Q4_0 || T == DType::Q8_0) {
+        using Block = std::conditional_t<T == DType::Q4_1, BlockQ4_1,
+                      std::conditional_t<T == DType::Q5_1, BlockQ5_1,
+                      std::conditional_t<T == DType::Q4_0, BlockQ4_0, BlockQ8_0>>>;
+        const Block* x = static_cast<const Block*>(w) + b;
+        uint32_t v0, v1;  // (d, m) or (d, first codes) as fp16 pairs
+        std::memcpy(&v0, &x[0].d, 4);
+        std::memcpy(&v1, &x[1].d, 4);
+        __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(uint64_t(v0) | (uint64_t(v1) << 32))));
+        if constexpr (T == DType::Q4_0) {  // [d0, d0, d1, d1] -> [d0, -8 d0, d1, -8 d1]
+            f = _mm_shuffle_ps(f, f, _MM_SHUFFLE(2, 2, 0, 0));
+            f = _mm_blend_ps(f, _mm_mul_ps(f, _mm_set1_ps(-8.0f)), 0b1010);
+        } else if constexpr (T == DType::Q8_0) {
+            f = _mm_blend_ps(f, _mm_setzero_ps(), 0b1010);
+        }
+        return f;
+    } else {
+        float d0, m0, d1, m1;
+        unpack32<T>(w, b, d0, m0);
+        unpack32<T>(w, b + 1, d1, m1);
+        return _mm_setr_ps(d0, m0, d1, m1);
+    }
+}
+
+// Blocks processed per chunk: the chunk's weight offsets m are kept on the stack and dotted with the activations'
+// block sums s at the end of the chunk (16 lanes, fixed order), instead of one scalar FMA per block and row.
+constexpr int64_t kChunkBlocks = 64;
+
 template <DType T, int R>
 void rows_dot_32x2(const QuantAct& a, int64_t m0, const void* w, float* out, int64_t os) {
     constexpr bool kMin = T != DType::Q8_0;
-    __m512 acc[R];
-    __m128 macc[R];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), macc[r] = _mm_setzero_ps();
-    const int64_t nb = a.k / 32;
-    const __m512i pair_idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        float d0, mn0, d1, mn1;
-        __m512i wv = unpack32x2<T>(w, b, d0, mn0, d1, mn1);
-        __mmask64 neg = 0;
-        if constexpr (T == DType::Q8_0) neg = _mm512_movepi8_mask(wv), wv = _mm512_abs_epi8(wv);
-        const __m512 dw = _mm512_insertf32x8(_mm512_zextps256_ps512(_mm256_set1_ps(d0)), _mm256_set1_ps(d1), 1);
-        const __m128 mw = _mm_setr_ps(mn0, mn1, 0.0f, 0.0f);
-        for (int r = 0; r < R; r++) {
-            const int64_t row = m0 + r;
-            __m512i xh = _mm512_loadu_si512(a.qs + row * a.qs_stride + 32 * b);
-            __m512i xl = _mm512_loadu_si512(a.ql + row * a.qs_stride + 32 * b);
-            if constexpr (T == DType::Q8_0) {
-                xh = _mm512_mask_sub_epi8(xh, neg, _mm512_setzero_si512(), xh);
-                xl = _mm512_mask_sub_epi8(xl, neg, _mm512_setzero_si512(), xl);
-            }
-            const __m512i p = _mm512_dpbusd_epi32(
-                _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xh), 8), wv, xl);
-            const __m128 dx2 = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(a.d + row * a.d_stride + b)));
-            const __m512 dx = _mm512_permutexvar_ps(pair_idx, _mm512_zextps128_ps512(dx2));
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[r]);
+    __m512 acc[R], macc[R];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), macc[r] = _mm512_setzero_ps();
+    const int64_t nb = a.k / 32, nb2 = nb & ~int64_t(1);
+    const __m512i idx_d = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    alignas(64) float mw[kChunkBlocks];
+    for (int64_t c0 = 0; c0 < nb2; c0 += kChunkBlocks) {
+        const int64_t c1 = std::min(nb2, c0 + kChunkBlocks);
+        for (int64_t b = c0; b < c1; b += 2) {
+            float d0, mn0, d1, mn1;
+            __m512i wv = unpack32x2<T>(w, b, d0, mn0, d1, mn1);
+            const __m128 sc = scales2<T>(w, b);
             if constexpr (kMin) {
-                const __m128 s2 =
-                    _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(a.s + row * a.s_stride + b)));
-                macc[r] = _mm_fmadd_ps(mw, s2, macc[r]);
+                mw[b - c0] = _mm_cvtss_f32(_mm_movehdup_ps(sc));
+                mw[b - c0 + 1] = _mm_cvtss_f32(_mm_shuffle_ps(sc, sc, _MM_SHUFFLE(3, 3, 3, 3)));
+            }
+            __mmask64 neg = 0;
+            if constexpr (T == DType::Q8_0) neg = _mm512_movepi8_mask(wv), wv = _mm512_abs_epi8(wv);
+            const __m512 dw = _mm512_permutexvar_ps(idx_d, _mm512_castps128_ps512(sc));
+            for (int r = 0; r < R; r++) {
+                const int64_t row = m0 + r;
+                __m512i xh = _mm512_loadu_si512(a.qs + row * a.qs_stride + 32 * b);
+                __m512i xl = _mm512_loadu_si512(a.ql + row * a.qs_stride + 32 * b);
+                if constexpr (T == DType::Q8_0) {
+                    xh = _mm512_mask_sub_epi8(xh, neg, _mm512_setzero_si512(), xh);
+                    xl = _mm512_mask_sub_epi8(xl, neg, _mm512_setzero_si512(), xl);
+                }
+                const __m512i p = _mm512_dpbusd_epi32(
+                    _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xh), 8), wv, xl);
+                const __m512 dx = _mm512_loadu_ps(a.d8 + row * 8 * a.d_stride + 8 * b);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[r]);
+            }
+        }
+        if constexpr (kMin) {
+            for (int64_t i = 0; i < c1 - c0; i += 16) {
+                const __mmask16 mk = __mmask16((1u << std::min<int64_t>(16, c1 - c0 - i)) - 1);
+                const __m512 mv = _mm512_maskz_loadu_ps(mk, mw + i);
+                for (int r = 0; r < R; r++)
+                    macc[r] = _mm512_fmadd_ps(mv, _mm512_maskz_loadu_ps(mk, a.s + (m0 + r) * a.s_stride + c0 + i),
+                                              macc[r]);
             }
         }
     }
     float tail[R] = {};
-    if (b < nb) {  // odd block count: the 256-bit single-block step, same for every row
-        float dw, mw;
-        const __m256i wv = unpack32<T>(w, b, dw, mw);
+    if (nb2 < nb) {  // odd block count: the 256-bit single-block step, same for every row
+        const int64_t b = nb2;
+        float dw, mw1;
+        const __m256i wv = unpack32<T>(w, b, dw, mw1);
         __m256i wu = wv;
         if constexpr (T == DType::Q8_0) wu = _mm256_sign_epi8(wv, wv);
         for (int r = 0; r < R; r++) {
@@ -84,13 +129,10 @@ void rows_dot_32x2(const QuantAct& a, int64_t m0, const void* w, float* out, int
             if constexpr (T == DType::Q8_0) xh = _mm256_sign_epi8(xh, wv), xl = _mm256_sign_epi8(xl, wv);
             const __m256i p = dot_two_terms(wu, xh, xl);
             tail[r] = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * a.d[row * a.d_stride + b])));
-            if constexpr (kMin) tail[r] = std::fma(mw, a.s[row * a.s_stride + b], tail[r]);
+            if constexpr (kMin) tail[r] = std::fma(mw1, a.s[row * a.s_stride + b], tail[r]);
         }
     }
-    for (int r = 0; r < R; r++) {
-        const __m128 m = macc[r];
-        out[r * os] = hsum512(acc[r]) + (_mm_cvtss_f32(m) + _mm_cvtss_f32(_mm_movehdup_ps(m))) + tail[r];
-    }
+    for (int r = 0; r < R; r++) out[r * os] = hsum512(kMin ? _mm512_add_ps(acc[r], macc[r]) : acc[r]) + tail[r];
 }
 
 template <DType T>
@@ -108,6 +150,94 @@ void dot32x2(int n, const QuantAct& a, int64_t m0, const void* w, float* o, int6
     dispatch_rows<Dot32x2<T>::template F>(n, a, m0, w, o, os);
 }
 
+// ---- float weights: R activation rows x NW weight rows, each output one 16-lane accumulator over k ----
+
+template <DType T>
+inline __m512 load16w(const void* w, int64_t k) {
+    if constexpr (T == DType::F32) {
+        return _mm512_loadu_ps(static_cast<const float*>(w) + k);
+    } else {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + k));
+        if constexpr (T == DType::F16) return _mm512_cvtph_ps(h);
+        else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+}
+
+template <DType T>
+inline __m512 load8w_masked(const void* w, int64_t k) {  // lanes 0..7 = w[k..k+8), 8..15 = 0
+    if constexpr (T == DType::F32) {
+        return _mm512_maskz_loadu_ps(0xFF, static_cast<const float*>(w) + k);
+    } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + k));
+        if constexpr (T == DType::F16) return _mm512_zextps256_ps512(_mm256_cvtph_ps(h));
+        else return _mm512_zextps256_ps512(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+}
+
+template <DType T, int R, int NW>
+void tile_dot_float(const QuantAct& a, int64_t m0, const void* w, size_t row_bytes, float* out, int64_t os) {
+    const int64_t K = a.k;
+    const char* wb = static_cast<const char*>(w);
+    __m512 acc[R][NW];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < NW; j++) acc[r][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 wv[NW];
+        for (int j = 0; j < NW; j++) wv[j] = load16w<T>(wb + j * row_bytes, k);
+        for (int r = 0; r < R; r++) {
+            const __m512 xv = _mm512_loadu_ps(a.xf + (m0 + r) * K + k);
+            for (int j = 0; j < NW; j++) acc[r][j] = _mm512_fmadd_ps(xv, wv[j], acc[r][j]);
+        }
+    }
+    if (k + 8 <= K) {  // lanes 8..15 get + 0 * 0
+        __m512 wv[NW];
+        for (int j = 0; j < NW; j++) wv[j] = load8w_masked<T>(wb + j * row_bytes, k);
+        for (int r = 0; r < R; r++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(0xFF, a.xf + (m0 + r) * K + k);
+            for (int j = 0; j < NW; j++) acc[r][j] = _mm512_mask3_fmadd_ps(xv, wv[j], acc[r][j], 0xFF);
+        }
+        k += 8;
+    }
+    for (int r = 0; r < R; r++) {
+        const float* x = a.xf + (m0 + r) * K;
+        for (int j = 0; j < NW; j++) {
+            float s = hsum512(acc[r][j]);
+            for (int64_t i = k; i < K; i++) s = std::fma(x[i], load1<T>(wb + j * row_bytes, i), s);
+            out[r * os + j] = s;
+        }
+    }
+}
+
+template <DType T, int R>
+void tile_dot_float_r(int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+    switch (n_w) {
+        case 1: tile_dot_float<T, R, 1>(a, m0, w, rb, o, os); break;
+        case 2: tile_dot_float<T, R, 2>(a, m0, w, rb, o, os); break;
+        case 3: tile_dot_float<T, R, 3>(a, m0, w, rb, o, os); break;
+        default: tile_dot_float<T, R, 4>(a, m0, w, rb, o, os); break;
+    }
+}
+
+template <DType T>
+void tile_dot(int n_rows, int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+    switch (n_rows) {
+        case 1: tile_dot_float_r<T, 1>(n_w, a, m0, w, rb, o, os); break;
+        case 2: tile_dot_float_r<T, 2>(n_w, a, m0, w, rb, o, os); break;
+        case 3: tile_dot_float_r<T, 3>(n_w, a, m0, w, rb, o, os); break;
+        default: tile_dot_float_r<T, 4>(n_w, a, m0, w, rb, o, os); break;
+    }
+}
+
+// rows_dot for float weights through the tile kernel (one weight row; n_rows may exceed kTileRows).
+template <DType T>
+void rows_dot_float_tiled(int n_rows, const QuantAct& a, int64_t m0, const void* w, float* o, int64_t os) {
+    for (int r = 0; r < n_rows; r += osprey::backend::cpu::kTileRows) {
+        const int nr = std::min(osprey::backend::cpu::kTileRows, n_rows - r);
+        tile_dot<T>(nr, 1, a, m0 + r, w, 0, o + r * os, os);
+    }
+}
+
 }  // namespace osprey_simd_avx512
 
 namespace osprey::backend::cpu {
@@ -120,6 +250,12 @@ void fill_avx512_kernels(CpuKernels& k) {
     k.rows_dot[int(DType::Q5_0)] = s::dot32x2<DType::Q5_0>;
     k.rows_dot[int(DType::Q5_1)] = s::dot32x2<DType::Q5_1>;
     k.rows_dot[int(DType::Q8_0)] = s::dot32x2<DType::Q8_0>;
+    k.rows_dot[int(DType::F32)] = s::rows_dot_float_tiled<DType::F32>;
+    k.rows_dot[int(DType::F16)] = s::rows_dot_float_tiled<DType::F16>;
+    k.rows_dot[int(DType::BF16)] = s::rows_dot_float_tiled<DType::BF16>;
+    k.tile_dot[int(DType::F32)] = s::tile_dot<DType::F32>;
+    k.tile_dot[int(DType::F16)] = s::tile_dot<DType::F16>;
+    k.tile_dot[int(DType::BF16)] = s::tile_dot<DType::BF16>;
     k.isa = Isa::Avx512;
 }
 
