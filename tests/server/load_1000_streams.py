@@ -104,6 +104,8 @@ def main():
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--max-tokens", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2, help="repeat the load; RSS after each round shows leaks")
+    ap.add_argument("--kv-cache-memory", default="256MiB",
+                    help="KV budget of the server this script starts (a fixed pool, so RSS growth means a leak)")
     ap.add_argument("--threads", default="1", help="model threads of the server this script starts")
     args = ap.parse_args()
 
@@ -118,7 +120,7 @@ def main():
         log = open("/tmp/osprey-load-1000.log", "w")
         proc = subprocess.Popen([str(binary_path()), "serve", "-m", str(model_path()), "--port", str(port),
                                  "--max-model-len", "256", "--max-num-seqs", "128", "--max-waiting", "4096",
-                                 "--threads", args.threads], stdout=log, stderr=subprocess.STDOUT)
+                                 "--threads", args.threads, "--kv-cache-memory", args.kv_cache_memory], stdout=log, stderr=subprocess.STDOUT)
         pid = proc.pid
         for _ in range(600):
             try:
