@@ -108,6 +108,7 @@ struct Engine::Impl {
     void sample_and_emit(Sequence* seq, std::span<float> logits);
     void fork(Sequence* parent);
     void publish_stats();
+    void publish_occupancy();  // queue lengths and KV blocks in use, before a finished event goes out
 };
 
 Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const EngineConfig& config)
@@ -309,6 +310,7 @@ void Engine::Impl::admit(std::shared_ptr<RequestState> req) {
 void Engine::Impl::finish_seq(Sequence* seq, FinishReason reason, const std::string& error) {
     std::shared_ptr<RequestState> req = seq->request;
     scheduler->finish(seq);
+    publish_occupancy();  // a client that sees its request finish also sees its blocks freed
     seq->finish_reason = reason;
     RequestOutput out;
     out.request_id = req->request.request_id;
@@ -409,6 +411,7 @@ void Engine::Impl::sample_and_emit(Sequence* seq, std::span<float> logits) {
     last.n_completion_tokens = seq->n_output();
     last.n_cached_prompt_tokens = seq->n_cached_prompt;
     scheduler->finish(seq);
+    publish_occupancy();  // a client that sees its request finish also sees its blocks freed
     seq->finish_reason = reason;
     std::shared_ptr<RequestState> req = seq->request;
     req->on_output(last);
@@ -458,6 +461,13 @@ void Engine::Impl::step() {
         model.backend().copy_to_host(host_row.data(), src, host_row.size() * 4);
         sample_and_emit(seq, host_row);
     }
+}
+
+void Engine::Impl::publish_occupancy() {
+    std::lock_guard<std::mutex> lock(mutex);
+    stats.n_waiting = scheduler->n_waiting() + int(incoming.size());
+    stats.n_running = scheduler->n_running();
+    stats.n_kv_blocks_used = blocks->n_used_blocks();
 }
 
 void Engine::Impl::publish_stats() {
