@@ -242,7 +242,12 @@ size_t parse_size(const std::string& text) {
 void bench_offline(OfflineOptions& o) {
     bench::OfflineConfig& c = o.config;
     if (o.input_len > 0) c.dataset.random_input_len = o.input_len;
-    if (o.output_len > 0) c.dataset.random_output_len = o.output_len, c.output_len = o.output_len;
+    // Random prompts draw their output length from [L(1-r), L(1+r)] like their input length; ShareGPT prompts all
+    // get --output-len when it is given.
+    if (o.output_len > 0) {
+        c.dataset.random_output_len = o.output_len;
+        if (c.dataset.name != "random") c.output_len = o.output_len;
+    }
     if (!o.kv_cache_memory.empty()) c.engine.kv_cache_bytes = parse_size(o.kv_cache_memory);
     c.engine.scheduling = o.scheduling == "static" ? engine::SchedulingPolicy::Static : engine::SchedulingPolicy::Continuous;
     c.engine.validate();
