@@ -89,6 +89,12 @@ std::string Metrics::render(const engine::EngineStats& s) const {
            s.prefix_cache_queries > 0 ? double(s.prefix_cache_hits) / double(s.prefix_cache_queries) : 0.0);
     metric(out, "osprey_num_preemptions_total", "counter", "Sequences preempted (KV blocks freed, recomputed later).",
            double(s.n_preemptions));
+    metric(out, "osprey_kv_cache_slots_allocated_total", "counter",
+           "Token slots in blocks held by running sequences, summed over engine steps.", double(s.kv_slots_allocated));
+    metric(out, "osprey_kv_cache_slots_used_total", "counter",
+           "Of those, slots holding a computed token, summed over engine steps.", double(s.kv_slots_used));
+    metric(out, "osprey_kv_cache_waste_ratio", "gauge", "Allocated but unused KV slots / allocated, since start.",
+           s.kv_slots_allocated > 0 ? 1.0 - double(s.kv_slots_used) / double(s.kv_slots_allocated) : 0.0);
     return out;
 }
 
