@@ -159,6 +159,11 @@ TEST(Engine, StopStringsEndGenerationAndAreNotEmitted) {
     const auto stopped = generate_blocking(e, r)[0];
     EXPECT_EQ(stopped.finish_reason, FinishReason::Stop);
     EXPECT_EQ(stopped.text, free_run.text.substr(0, free_run.text.find("6")));
+    // KV waste accounting: slots held by running sequences, of which those holding a computed token.
+    const EngineStats st = e.stats();
+    EXPECT_GT(st.kv_slots_used, 0);
+    EXPECT_GE(st.kv_slots_allocated, st.kv_slots_used);
+    EXPECT_LT(st.kv_slots_allocated - st.kv_slots_used, st.kv_slots_allocated);
 }
 
 TEST(Engine, AbortFreesBlocksAndContextOverflowIsAnError) {

@@ -51,7 +51,12 @@ TEST(Metrics, RenderEngineStatsAndRequests) {
     s.n_preemptions = 7;
     s.prefix_cache_queries = 400;
     s.prefix_cache_hits = 100;
+    s.kv_slots_allocated = 1024;
+    s.kv_slots_used = 768;
     const std::string t = m.render(s);
+    EXPECT_TRUE(has_line(t, "osprey_kv_cache_slots_allocated_total 1024"));
+    EXPECT_TRUE(has_line(t, "osprey_kv_cache_slots_used_total 768"));
+    EXPECT_TRUE(has_line(t, "osprey_kv_cache_waste_ratio 0.25"));
     EXPECT_TRUE(has_line(t, "# TYPE osprey_requests_total counter"));
     EXPECT_TRUE(has_line(t, "osprey_requests_total{status=\"200\"} 2"));
     EXPECT_TRUE(has_line(t, "osprey_requests_total{status=\"429\"} 1"));
