@@ -217,7 +217,6 @@ void Engine::drain(double timeout_s) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     // Abort whatever is left.
-    std::vector<std::string> ids;
     {
         std::lock_guard<std::mutex> lock(m.mutex);
         m.aborts.push_back("*");

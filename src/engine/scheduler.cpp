@@ -8,24 +8,16 @@ namespace osprey::engine {
 
 Scheduler::Scheduler(const EngineConfig& config, kv::BlockAllocator& blocks) : config_(config), blocks_(blocks) {}
 
-void Scheduler::insert_waiting(Sequence* seq, bool front) {
+void Scheduler::insert_waiting(Sequence* seq) {
     seq->status = SeqStatus::Waiting;
-    // Priority first (lower runs first), then arrival; a preempted sequence keeps its place by arrival.
+    // Ordered by priority (lower runs first), then arrival: a preempted sequence regains its original place.
     auto before = [](const Sequence* a, const Sequence* b) {
         return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
     };
-    if (front) {
-        auto it = waiting_.begin();
-        while (it != waiting_.end() && before(*it, seq)) ++it;
-        waiting_.insert(it, seq);
-    } else {
-        auto it = waiting_.end();
-        while (it != waiting_.begin() && before(seq, *(it - 1))) --it;
-        waiting_.insert(it, seq);
-    }
+    waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), seq, before), seq);
 }
 
-void Scheduler::add(Sequence* seq) { insert_waiting(seq, false); }
+void Scheduler::add(Sequence* seq) { insert_waiting(seq); }
 
 int Scheduler::n_running_slots() const {
     int n = 0;
@@ -58,7 +50,7 @@ void Scheduler::preempt(Sequence* seq, StepPlan& plan) {
     seq->n_computed = 0;
     seq->n_preemptions++;
     counters_.n_preemptions++;
-    insert_waiting(seq, true);
+    insert_waiting(seq);
     plan.preempted.push_back(seq);
 }
 

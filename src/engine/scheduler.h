@@ -61,7 +61,7 @@ class Scheduler {
     void preempt(Sequence* seq, StepPlan& plan);
     void release_blocks(Sequence* seq);
     int apply_prefix_cache(Sequence* seq);  // returns tokens found cached
-    void insert_waiting(Sequence* seq, bool front);
+    void insert_waiting(Sequence* seq);
 
     EngineConfig config_;
     kv::BlockAllocator& blocks_;
