@@ -47,11 +47,15 @@ int main(int argc, char** argv) {
         {DType::Q4_1, 576, 576},  {DType::Q4_1, 192, 576}, {DType::Q4_1, 1536, 576}, {DType::Q4_1, 576, 1536},
         {DType::Q8_0, 49152, 576}, {DType::Q5_0, 256, 640}, {DType::Q4_K, 2048, 640}, {DType::Q6_K, 640, 2048},
         {DType::Q8_0, 1024, 640},  {DType::F16, 576, 576},
+        // Streaming from memory (larger than the last-level cache), as decode reads a whole model per token.
+        {DType::Q4_1, 92160, 576}, {DType::F16, 49152, 576},
     };
+    const char* only = std::getenv("MATMUL_BENCH_ONLY");  // e.g. "q4_1": one dtype
     std::printf("%-5s %6s %6s %5s %10s %10s %10s\n", "dtype", "N", "K", "M", "us/call", "GFLOP/s", "GB/s(w)");
     for (const Shape& sh : shapes) {
+        if (only && std::string(dtype_name(sh.dtype)) != only) continue;
         const auto w = make_weights(sh.dtype, sh.n, sh.k);
-        for (int64_t M : {1, 512}) {
+        for (int64_t M : {int64_t(1), sh.n > 40000 ? int64_t(16) : int64_t(512)}) {
             std::vector<float> x(size_t(M * sh.k)), out(size_t(M * sh.n));
             for (size_t i = 0; i < x.size(); i++) x[i] = float(int(i * 7919 % 2001) - 1000) / 1000.0f;
             Tensor to(out.data(), DType::F32, {M, sh.n}), tx(x.data(), DType::F32, {M, sh.k});

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "core/tensor.h"
@@ -109,6 +110,11 @@ class Backend {
     // out[m, n] = sum_k x[m, k] * w[n, k]                          out [M, N] f32; x [M, K] f32; w [N, K]
     // Each output element's arithmetic depends only on its own row of x and w (batch-invariant).
     virtual void matmul(Tensor out, const Tensor& x, const Tensor& w) = 0;
+    // outs[i] = x . ws[i]^T for every i (at most 4), each exactly as matmul computes it. One call lets a backend share
+    // work on x across weights that read it (q/k/v, gate/up); the default runs matmul per weight.
+    virtual void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) {
+        for (size_t i = 0; i < ws.size(); i++) matmul(outs[i], x, ws[i]);
+    }
     // x[m, n] += bias[n]                                            x [M, N] f32; bias [N] f32
     virtual void add_bias(Tensor x, const Tensor& bias) = 0;
     // out = a + b (elementwise, same shape, f32); out may alias a or b

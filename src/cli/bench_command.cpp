@@ -20,6 +20,7 @@
 #include "bench/serve_metrics.h"
 #include "bench/sweep.h"
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "core/error.h"
 #include "engine/engine.h"
 #include "tokenizer/tokenizer.h"
@@ -216,6 +217,7 @@ struct OfflineOptions {
     bench::OfflineConfig config;
     std::string scheduling = "continuous";
     std::string kv_cache_memory;
+    std::string kv_cache_dtype = "auto";
     std::string percentiles = "50,90,99";
     std::string save_result;
     int input_len = 0, output_len = 0;
@@ -249,6 +251,7 @@ void bench_offline(OfflineOptions& o) {
         if (c.dataset.name != "random") c.output_len = o.output_len;
     }
     if (!o.kv_cache_memory.empty()) c.engine.kv_cache_bytes = parse_size(o.kv_cache_memory);
+    c.engine.kv_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
     c.engine.scheduling = o.scheduling == "static" ? engine::SchedulingPolicy::Static : engine::SchedulingPolicy::Continuous;
     c.engine.validate();
     c.percentiles = bench::parse_percentiles(o.percentiles);
@@ -292,6 +295,7 @@ void register_bench_command(CLI::App& app) {
     off->add_option("--max-num-batched-tokens", oo->config.engine.max_num_batched_tokens, "Tokens per engine step")
         ->capture_default_str();
     off->add_option("--kv-cache-memory", oo->kv_cache_memory, "KV cache budget, e.g. 512MiB");
+    off->add_option("--kv-cache-dtype", oo->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
     off->add_option("--scheduling", oo->scheduling, "continuous or static")
         ->check(CLI::IsMember({"continuous", "static"}))->capture_default_str();
     off->add_flag("!--no-ignore-eos", oo->config.ignore_eos, "Stop at EOS (default: generate the full length)");

@@ -36,4 +36,10 @@ std::unique_ptr<backend::Backend> make_backend(const std::string& device, int cp
     raise(ErrorCode::InvalidArgument, "--device '{}': expected {}", device, kDeviceHelp);
 }
 
+DType parse_kv_cache_dtype(const std::string& name) {
+    if (name == "auto" || name == "f16" || name == "fp16" || name == "float16") return DType::F16;
+    if (name == "f32" || name == "fp32" || name == "float32") return DType::F32;
+    raise(ErrorCode::InvalidArgument, "--kv-cache-dtype {}: expected auto, f16 or f32", name);
+}
+
 }  // namespace osprey::cli

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "core/dtype.h"
 
 namespace osprey::cli {
 
@@ -12,5 +13,10 @@ constexpr const char* kDeviceHelp = "auto, cpu, cuda or cuda:N (auto: cuda when 
 
 // Throws Error(InvalidArgument) for an unknown name and Error(Unsupported) for cuda in a build without CUDA.
 std::unique_ptr<backend::Backend> make_backend(const std::string& device, int cpu_threads);
+
+// --kv-cache-dtype: the KV cache element type. "auto" is f16 (half the memory and read traffic of f32; keys and
+// values keep 11 significant bits); f32 keeps them exact.
+constexpr const char* kKvCacheDtypeHelp = "KV cache type: auto (f16), f16 or f32";
+DType parse_kv_cache_dtype(const std::string& name);
 
 }  // namespace osprey::cli

@@ -33,6 +33,7 @@ struct RunOptions {
     bool no_bos = false;
     int threads = 0;
     std::string device = "auto";
+    std::string kv_cache_dtype = "auto";
     int ctx = 0;
     engine::SamplingParams sampling;
     int64_t seed = -1;
@@ -80,7 +81,7 @@ void run(const RunOptions& o) {
     engine::SamplingParams sp = o.sampling;
     sp.max_tokens = o.n_predict;
     const int ctx = o.ctx > 0 ? o.ctx : std::min(m.config.max_context, int(prompt.size()) + o.n_predict);
-    engine::Generator gen(*m.model, ctx);
+    engine::Generator gen(*m.model, ctx, 16, 512, parse_kv_cache_dtype(o.kv_cache_dtype));
     const uint64_t seed = o.seed >= 0 ? uint64_t(o.seed) : std::random_device{}();
     std::unordered_set<int32_t> eos(tok.eos_ids().begin(), tok.eos_ids().end());
     tokenizer::IncrementalDecoder decoder(tok);
@@ -135,6 +136,7 @@ void register_run_command(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "CPU threads (default: one per core)");
     cmd->add_option("--device", o->device, kDeviceHelp);
     cmd->add_option("-c,--ctx-size", o->ctx, "KV cache size in tokens (default: prompt + n-predict)");
+    cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
     cmd->add_option("--temp,--temperature", o->sampling.temperature, "Temperature (0 = greedy, the default)");
     cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)");
     cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1 = off)");

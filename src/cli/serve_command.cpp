@@ -10,6 +10,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "cli/commands.h"
+#include "cli/device_option.h"
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/model_loader.h"
@@ -29,6 +30,7 @@ struct ServeOptions {
     std::string served_model_name;
     engine::EngineConfig engine;
     std::string kv_cache_memory;
+    std::string kv_cache_dtype = "auto";
     std::string scheduling = "continuous";
     int threads = 0;
     int http_threads = 1;
@@ -77,6 +79,7 @@ std::string default_served_name(std::string path) {
 
 void serve(ServeOptions o) {
     const std::string path = o.model.empty() ? engine::default_model_path() : o.model;
+    o.engine.kv_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
     if (!o.kv_cache_memory.empty()) o.engine.kv_cache_bytes = parse_bytes(o.kv_cache_memory, "--kv-cache-memory");
     o.engine.scheduling = o.scheduling == "static" ? engine::SchedulingPolicy::Static
                                                    : engine::SchedulingPolicy::Continuous;
@@ -162,6 +165,7 @@ void register_serve_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--max-model-len", o->engine.max_model_len, "Context length (default: the model's)");
     cmd->add_option("--block-size", o->engine.block_size, "Tokens per KV block")->capture_default_str();
+    cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
     cmd->add_option("--kv-cache-memory", o->kv_cache_memory,
                     "KV cache budget, e.g. 512MiB (default: auto, 2 GiB on the CPU)");
     cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->engine.enable_prefix_caching,

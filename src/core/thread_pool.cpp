@@ -104,4 +104,46 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     });
 }
 
+void ThreadPool::parallel_chunks(int64_t n_chunks, const std::function<void(int64_t)>& fn) {
+    if (n_chunks <= 0) return;
+    if (n_threads_ == 1 || n_chunks == 1) {
+        for (int64_t c = 0; c < n_chunks; c++) fn(c);
+        return;
+    }
+    // Run t is [front, back) packed in one 64-bit word (front low, back high) so owner and thieves claim with CAS.
+    struct alignas(64) Run {
+        std::atomic<uint64_t> range;
+    };
+    std::vector<Run> runs(static_cast<size_t>(n_threads_));
+    for (int t = 0; t < n_threads_; t++) {
+        const uint64_t b = uint64_t(n_chunks * t / n_threads_), e = uint64_t(n_chunks * (t + 1) / n_threads_);
+        runs[size_t(t)].range.store(b | (e << 32), std::memory_order_relaxed);
+    }
+    auto claim = [](std::atomic<uint64_t>& r, bool from_front) -> int64_t {
+        uint64_t v = r.load(std::memory_order_relaxed);
+        for (;;) {
+            const uint64_t f = v & 0xffffffffu, b = v >> 32;
+            if (f >= b) return -1;
+            const uint64_t nv = from_front ? ((f + 1) | (b << 32)) : (f | ((b - 1) << 32));
+            if (r.compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_relaxed))
+                return int64_t(from_front ? f : b - 1);
+        }
+    };
+    run([&](int t, int n) {
+        for (int64_t c; (c = claim(runs[size_t(t)].range, true)) >= 0;) fn(c);
+        for (;;) {  // steal from the run with the most chunks left
+            int victim = -1;
+            uint64_t most = 0;
+            for (int u = 0; u < n; u++) {
+                const uint64_t v = runs[size_t(u)].range.load(std::memory_order_relaxed);
+                const uint64_t left = (v >> 32) > (v & 0xffffffffu) ? (v >> 32) - (v & 0xffffffffu) : 0;
+                if (left > most) most = left, victim = u;
+            }
+            if (victim < 0) return;
+            const int64_t c = claim(runs[size_t(victim)].range, false);
+            if (c >= 0) fn(c);
+        }
+    });
+}
+
 }  // namespace osprey

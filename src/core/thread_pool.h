@@ -29,6 +29,11 @@ class ThreadPool {
     // fn(begin, end) over [0, n) in contiguous chunks, each a multiple of `grain` (except the last).
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+    // fn(chunk) for every chunk in [0, n_chunks): each thread owns one contiguous run of chunks and works through
+    // it from the front (so memory streams stay sequential); a thread that finishes early takes chunks from the
+    // back of the run with the most left. Which thread runs a chunk must not change its result.
+    void parallel_chunks(int64_t n_chunks, const std::function<void(int64_t)>& fn);
+
   private:
     void worker_loop(int idx);
 

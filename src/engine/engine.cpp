@@ -63,8 +63,8 @@ uint64_t mix_seed(uint64_t seed, uint64_t index) {
     return z ^ (z >> 31);
 }
 
-kv::KvCacheShape kv_shape(const model::ModelConfig& c, int block_size) {
-    return kv::KvCacheShape{c.n_layers, c.n_kv_heads, c.head_dim, block_size, DType::F32};
+kv::KvCacheShape kv_shape(const model::ModelConfig& c, int block_size, DType kv_dtype) {
+    return kv::KvCacheShape{c.n_layers, c.n_kv_heads, c.head_dim, block_size, kv_dtype};
 }
 
 }  // namespace
@@ -117,7 +117,7 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const
     config.validate();
     const model::ModelConfig& mc = model.config();
     m.max_model_len = config.max_model_len > 0 ? std::min(config.max_model_len, mc.max_context) : mc.max_context;
-    const kv::KvCacheShape shape = kv_shape(mc, config.block_size);
+    const kv::KvCacheShape shape = kv_shape(mc, config.block_size, config.kv_dtype);
     if (m.config.kv_cache_bytes == 0) {
         const size_t one_seq = shape.bytes_per_token() * size_t(m.max_model_len + config.block_size);
         const size_t half_ram = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE)) / 2;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
 
@@ -36,6 +37,7 @@ struct EngineConfig {
     int max_num_batched_tokens = 512;   // tokens per step (prefill chunks + decodes)
     int max_model_len = 0;              // 0: the model's context length
     int block_size = 16;                // tokens per KV block
+    DType kv_dtype = DType::F32;        // KV cache element type (F32 or F16; the CLI's auto picks F16)
     size_t kv_cache_bytes = 0;          // KV pool budget; 0: auto (on the CPU: 2 GiB, at least one max_model_len
                                         // sequence, at most half the machine's memory)
     bool enable_prefix_caching = true;

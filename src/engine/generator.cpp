@@ -10,20 +10,20 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-kv::KvCacheShape kv_shape(const model::ModelConfig& c, int block_size) {
+kv::KvCacheShape kv_shape(const model::ModelConfig& c, int block_size, DType kv_dtype) {
     kv::KvCacheShape s;
     s.n_layers = c.n_layers;
     s.n_kv_heads = c.n_kv_heads;
     s.head_dim = c.head_dim;
     s.block_size = block_size;
-    s.dtype = DType::F32;
+    s.dtype = kv_dtype;
     return s;
 }
 }  // namespace
 
-Generator::Generator(model::Model& model, int kv_tokens, int block_size, int prefill_chunk)
+Generator::Generator(model::Model& model, int kv_tokens, int block_size, int prefill_chunk, DType kv_dtype)
     : model_(model),
-      kv_cache_(std::make_unique<kv::PagedKvCache>(model.backend(), kv_shape(model.config(), block_size),
+      kv_cache_(std::make_unique<kv::PagedKvCache>(model.backend(), kv_shape(model.config(), block_size, kv_dtype),
                                                    (kv_tokens + block_size - 1) / block_size)),
       allocator_(kv_cache_->n_blocks()),
       prefill_chunk_(prefill_chunk) {}

@@ -27,7 +27,8 @@ struct GenerationStats {
 class Generator {
   public:
     // kv_tokens: how many tokens the KV cache holds (the longest prompt + output this generator can run).
-    Generator(model::Model& model, int kv_tokens, int block_size = 16, int prefill_chunk = 512);
+    Generator(model::Model& model, int kv_tokens, int block_size = 16, int prefill_chunk = 512,
+              DType kv_dtype = DType::F32);
 
     // Streams each sampled token to on_token; returning false from it stops generation.
     // Throws Error(ContextOverflow) when the prompt plus max_tokens cannot fit, before any work.

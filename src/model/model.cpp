@@ -296,9 +296,11 @@ Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
 
         // Attention block.
         be.rms_norm(h, x, L.attn_norm, c.rms_eps);
-        be.matmul(q, h, L.wq);
-        be.matmul(k, h, L.wk);
-        be.matmul(v, h, L.wv);
+        {
+            Tensor outs[3] = {q, k, v};
+            const Tensor ws3[3] = {L.wq, L.wk, L.wv};
+            be.matmul_multi(outs, h, ws3);
+        }
         if (c.qkv_bias) {
             be.add_bias(q, L.bq);
             be.add_bias(k, L.bk);
@@ -321,8 +323,11 @@ Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
 
         // Feed-forward block.
         be.rms_norm(h, x, L.ffn_norm, c.rms_eps);
-        be.matmul(gate, h, L.w_gate);
-        be.matmul(up, h, L.w_up);
+        {
+            Tensor outs[2] = {gate, up};
+            const Tensor ws2[2] = {L.w_gate, L.w_up};
+            be.matmul_multi(outs, h, ws2);
+        }
         be.gated_activation(gate, gate, up, c.activation);
         be.matmul(o, gate, L.w_down);
         if (c.sandwich_norms) be.rms_norm(o, o, L.post_ffn_norm, c.rms_eps);

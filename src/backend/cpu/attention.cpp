@@ -1,6 +1,7 @@
 // Paged causal GQA attention on the CPU: one work item per (query token, q head); each item reads its
 // sequence's keys through the block table, so its result depends only on its own query and context.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -20,20 +21,33 @@ void paged_attention_driver(ThreadPool& pool, const CpuKernels& k, float* out, c
     const int32_t* tables = batch.block_tables.as<int32_t>();
     const bool f16 = kv.k.dtype == DType::F16;
 
-    // token -> sequence
+    // token -> sequence, and each sequence's slot offsets (in elements, head 0), computed once per call.
     std::vector<int> seq_of(size_t(T), 0);
-    for (int s = 0; s < batch.n_seqs; s++)
+    std::vector<int64_t> seq_off(size_t(batch.n_seqs) + 1, 0);
+    const int32_t* seq_lens = batch.seq_lens.as<int32_t>();
+    for (int s = 0; s < batch.n_seqs; s++) {
         for (int t = qstart[s]; t < qstart[s + 1]; t++) seq_of[size_t(t)] = s;
+        seq_off[size_t(s) + 1] = seq_off[size_t(s)] + seq_lens[s];
+    }
+    std::vector<int64_t> offs(size_t(seq_off.back()));
+    for (int s = 0; s < batch.n_seqs; s++) {
+        const int32_t* table = tables + int64_t(s) * batch.max_blocks_per_seq;
+        int64_t* o = offs.data() + seq_off[size_t(s)];
+        for (int j0 = 0; j0 < seq_lens[s]; j0 += bs) {
+            const int64_t base = int64_t(table[j0 / bs]) * bs * kv_row;
+            for (int j = j0; j < std::min(seq_lens[s], j0 + bs); j++) o[j] = base + int64_t(j - j0) * kv_row;
+        }
+    }
 
     const int max_ctx = std::max(1, batch.max_seq_len);
-    const void* kbase = kv.k.data;
-    const void* vbase = kv.v.data;
-    pool.run([&](int tid, int n_threads) {
+    const size_t elem = f16 ? 2 : 4;
+    // Items are handed out one at a time: their cost grows with the context, so a static split of a prefill chunk
+    // (early tokens cheap, late ones dear) would leave one thread idle.
+    const int64_t n_items = int64_t(T) * H;
+    std::atomic<int64_t> next{0};
+    pool.run([&](int, int) {
         std::vector<float> scores(size_t(max_ctx) + 1);
-        std::vector<int64_t> offs(size_t(max_ctx) + 1);
-        const int64_t n_items = int64_t(T) * H;
-        const int64_t i0 = n_items * tid / n_threads, i1 = n_items * (tid + 1) / n_threads;
-        for (int64_t item = i0; item < i1; item++) {
+        for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
             const int t = int(item / H), h = int(item % H);
             const int s = seq_of[size_t(t)];
             const int pos = positions[t];
@@ -41,27 +55,20 @@ void paged_attention_driver(ThreadPool& pool, const CpuKernels& k, float* out, c
             const int n = pos - lo + 1;
             const int kvh = h / group;
             const float* qv = q + (int64_t(t) * H + h) * hd;
-            const int32_t* table = tables + int64_t(s) * batch.max_blocks_per_seq;
-            for (int j = lo; j <= pos; j++) {
-                const int64_t slot = int64_t(table[j / bs]) * bs + j % bs;
-                offs[size_t(j - lo)] = slot * kv_row + int64_t(kvh) * hd;
-            }
+            const int64_t* o_ctx = offs.data() + seq_off[size_t(s)] + lo;
+            const void* kb = static_cast<const char*>(kv.k.data) + size_t(kvh) * hd * elem;
+            const void* vb = static_cast<const char*>(kv.v.data) + size_t(kvh) * hd * elem;
             float* sc = scores.data();
-            k.attn_scores(qv, kbase, f16, offs.data(), n, hd, p.scale, sc);
+            k.attn_scores(qv, kb, f16, o_ctx, n, hd, p.scale, sc);
             if (p.softcap > 0)
                 for (int j = 0; j < n; j++) sc[j] = p.softcap * std::tanh(sc[j] / p.softcap);
             float mx = -INFINITY;
             for (int j = 0; j < n; j++) mx = std::max(mx, sc[j]);
-            float sum = 0;
-            for (int j = 0; j < n; j++) {
-                const float e = std::exp(sc[j] - mx);
-                sc[j] = e;
-                sum += e;
-            }
-            float* o = out + (int64_t(t) * H + h) * hd;
-            k.attn_values(o, sc, vbase, f16, offs.data(), n, hd);
+            const float sum = k.exp_sub_sum(sc, n, mx);
+            float* out_h = out + (int64_t(t) * H + h) * hd;
+            k.attn_values(out_h, sc, vb, f16, o_ctx, n, hd);
             const float inv = 1.0f / sum;
-            for (int i = 0; i < hd; i++) o[i] *= inv;
+            for (int i = 0; i < hd; i++) out_h[i] *= inv;
         }
     });
 }

@@ -64,6 +64,14 @@ class CpuBackend final : public Backend {
                            w.rows(), x.cols());
     }
 
+    void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) override {
+        OSP_CHECK(outs.size() == ws.size() && !ws.empty() && ws.size() <= size_t(cpu::kMaxMatmulJobs),
+                  "matmul_multi: {} outputs for {} weights", outs.size(), ws.size());
+        cpu::MatmulJob jobs[cpu::kMaxMatmulJobs];
+        for (size_t i = 0; i < ws.size(); i++) jobs[i] = {outs[i].as<float>(), ws[i].dtype, ws[i].data, ws[i].rows()};
+        cpu::matmul_driver_multi(pool_, kernels_, scratch_, x.as<float>(), x.rows(), x.cols(), jobs, int(ws.size()));
+    }
+
     void add_bias(Tensor x, const Tensor& bias) override {
         const int64_t N = bias.numel(), R = x.numel() / N;
         float* p = x.as<float>();
@@ -102,17 +110,8 @@ class CpuBackend final : public Backend {
         const int64_t n = out.numel();
         float* o = out.as<float>();
         const float *g = gate.as<float>(), *u = up.as<float>();
-        auto fn = [&](int64_t b, int64_t e) {
-            if (act == Activation::Silu) {
-                for (int64_t i = b; i < e; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-            } else {
-                constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
-                for (int64_t i = b; i < e; i++) {
-                    const float v = g[i];
-                    o[i] = 0.5f * v * (1.0f + std::tanh(kC * (v + 0.044715f * v * v * v))) * u[i];
-                }
-            }
-        };
+        const auto kernel = act == Activation::Silu ? kernels_.silu_mul : kernels_.gelu_tanh_mul;
+        auto fn = [&](int64_t b, int64_t e) { kernel(o + b, g + b, u + b, e - b); };
         if (n < 8192) fn(0, n);
         else pool_.parallel_for(n, 1024, fn);
     }
@@ -185,7 +184,7 @@ class CpuBackend final : public Backend {
   private:
     ThreadPool pool_;
     CpuKernels kernels_;
-    cpu::MatmulScratch scratch_;
+    cpu::MatmulScratch scratch_[3];  // one per activation kind
 };
 
 }  // namespace

@@ -56,6 +56,7 @@ struct QuantAct {
     int16_t* bsums = nullptr;
     int16_t* bsums_lo = nullptr;
     float* d8 = nullptr;  // Q8_32: each d repeated 8 times (d8[row * 8 * d_stride + 8 * b + i] = d[b]), for SIMD lanes
+    float* s8 = nullptr;  // Q8_32: each s / 8 repeated 8 times (s8[row * 8 * s_stride + 8 * b + i] = s[b] / 8)
     int64_t qs_stride = 0, d_stride = 0, s_stride = 0, bsums_stride = 0;  // in elements (ql, bsums_lo alike)
 };
 
@@ -69,7 +70,7 @@ constexpr int kMaxRows = 4;
 using RowsDotFn = void (*)(int n_rows, const QuantAct& act, int64_t m0, const void* w_row, float* out,
                            int64_t out_stride);
 
-// Tile kernel (float weights, act kind F32): out[r * out_stride + j] = dot(act row (m0 + r), weight row j at
+// Tile kernel (float weights, or 32-element block types): out[r * out_stride + j] = dot(act row (m0 + r), weight row j at
 // w + j * row_bytes) for r < n_rows <= kTileRows, j < n_w <= kTileCols; each (r, j) computed exactly as with
 // n_rows = n_w = 1.
 constexpr int kTileRows = 4, kTileCols = 4;
@@ -81,7 +82,7 @@ struct CpuKernels {
     QuantizeActFn quantize_q8_32 = nullptr;
     QuantizeActFn quantize_q8_256 = nullptr;
     RowsDotFn rows_dot[kNumDTypes] = {};  // by weight dtype; null: unsupported
-    TileDotFn tile_dot[kNumDTypes] = {};  // optional, float weights: preferred over rows_dot when set
+    TileDotFn tile_dot[kNumDTypes] = {};  // optional: preferred over rows_dot when set
     // Attention primitives (n elements): dot of f32 q with a K row; y += a * V row.
     float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
     float (*dot_f16)(const float* a, const uint16_t* b, int64_t n) = nullptr;
@@ -94,6 +95,11 @@ struct CpuKernels {
                         float* scores) = nullptr;
     void (*attn_values)(float* out, const float* p, const void* base, bool f16, const int64_t* offs, int n,
                         int hd) = nullptr;
+    // x[i] = exp(x[i] - mx) for i < n; returns their sum (fixed order for a given n).
+    float (*exp_sub_sum)(float* x, int64_t n, float mx) = nullptr;
+    // out[i] = act(g[i]) * u[i]; out may alias g.
+    void (*silu_mul)(float* out, const float* g, const float* u, int64_t n) = nullptr;
+    void (*gelu_tanh_mul)(float* out, const float* g, const float* u, int64_t n) = nullptr;
 };
 
 // Scalar kernels (always available) and the SIMD tables (null when not compiled/supported by the CPU).
@@ -123,13 +129,25 @@ namespace osprey::backend::cpu {
 // Reusable scratch for the quantized activations.
 struct MatmulScratch {
     std::vector<int8_t> qs;
-    std::vector<float> d, s, d8;
+    std::vector<float> d, s, d8, s8;
     std::vector<int16_t> bsums;
 };
 
-// out [M, N] f32 = x [M, K] f32 . w [N, K]^T; w.dtype must have a rows_dot kernel.
-void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch& scratch, float* out, const float* x,
+// One weight of a multi-weight matmul: out [M, n] f32 = x . w [n, K]^T.
+struct MatmulJob {
+    float* out;
+    DType dtype;
+    const void* w;
+    int64_t n;
+};
+constexpr int kMaxMatmulJobs = 4;
+
+// out [M, N] f32 = x [M, K] f32 . w [N, K]^T; w.dtype must have a rows_dot kernel. scratch: one per ActKind (3).
+void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, float* out, const float* x,
                    DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K);
+// Several weights against the same x in one parallel section (x quantized once per activation kind).
+void matmul_driver_multi(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, const float* x, int64_t M,
+                         int64_t K, const MatmulJob* jobs, int n_jobs);
 
 void paged_attention_driver(ThreadPool& pool, const CpuKernels& k, float* out, const float* q, const KvLayerView& kv,
                             const AttentionBatch& batch, const AttentionParams& p);

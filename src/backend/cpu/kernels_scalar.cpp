@@ -302,6 +302,20 @@ void attn_values_scalar(float* out, const float* p, const void* base, bool f16, 
     }
 }
 
+float exp_sub_sum_scalar(float* x, int64_t n, float mx) {
+    float sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (x[i] = std::exp(x[i] - mx));
+    return sum;
+}
+
+void silu_mul_scalar(float* out, const float* g, const float* u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = silu_ref(g[i]) * u[i];
+}
+
+void gelu_tanh_mul_scalar(float* out, const float* g, const float* u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh_ref(g[i]) * u[i];
+}
+
 }  // namespace
 
 void fill_scalar_kernels(CpuKernels& k) {
@@ -327,6 +341,9 @@ void fill_scalar_kernels(CpuKernels& k) {
     k.axpy_f16 = axpy_f16_scalar;
     k.attn_scores = attn_scores_scalar;
     k.attn_values = attn_values_scalar;
+    k.exp_sub_sum = exp_sub_sum_scalar;
+    k.silu_mul = silu_mul_scalar;
+    k.gelu_tanh_mul = gelu_tanh_mul_scalar;
 }
 
 CpuKernels select_kernels(const char* forced_isa) {

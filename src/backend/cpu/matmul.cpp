@@ -1,6 +1,8 @@
-// The matmul driver: quantize the activation rows once, then split the output columns over the threads and
-// tile rows x columns so a tile of weight rows stays in L1/L2 while row groups of x stream past it.
-// Every out[m, n] is computed by the same row kernel with the same reduction order along K, whatever M is.
+// The matmul driver: quantize the activation rows once, then split the output columns (in chunks of 16) into one
+// contiguous share per thread, and tile rows x columns inside a chunk so a tile of weight rows stays in L1/L2 while row groups of x
+// stream past it. Several weights that read the same x (q/k/v, gate/up) share one quantization and one parallel
+// section. Every out[m, n] is computed by the same kernel with the same reduction order along K, whatever M is and
+// whichever thread computes it.
 //
 // Activations are quantized in two int8 terms (QuantAct): x ~= d (256 hi + lo), a 16-bit quantization that keeps
 // the integer kernels; each kernel unpacks a weight block once and takes both terms' dot products. One int8 term
@@ -8,6 +10,7 @@
 #include <algorithm>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
 #include "core/thread_pool.h"
 
 namespace osprey::backend::cpu {
@@ -15,58 +18,63 @@ namespace osprey::backend::cpu {
 namespace {
 constexpr int64_t kRowTile = 64;              // rows of x per tile (prefill)
 constexpr size_t kWeightTileBytes = 24 << 10;  // bytes of weight rows per tile
-}  // namespace
+constexpr int64_t kChunkCols = 16;            // columns per work chunk (a multiple of 16: threads write whole cache lines)
 
-void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch& sc, float* out, const float* x,
-                   DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K) {
-    const ActKind kind = act_kind(w_dtype);
+// Quantizes x for one activation kind into `sc` and returns the view.
+QuantAct quantize_activations(ThreadPool& pool, const CpuKernels& k, MatmulScratch& sc, ActKind kind, const float* x,
+                              int64_t M, int64_t K) {
     QuantAct act;
     act.k = K;
     if (kind == ActKind::F32) {
         act.xf = x;
-    } else {
-        const int64_t qs_stride = (K + 63) / 64 * 64;
-        act.qs_stride = qs_stride;
-        act.d_stride = kind == ActKind::Q8_32 ? K / 32 : K / kQK_K;
-        act.s_stride = kind == ActKind::Q8_32 ? K / 32 : 0;
-        act.bsums_stride = kind == ActKind::Q8_32 ? 0 : K / 16;
-        sc.qs.resize(size_t(2 * M * qs_stride));
-        sc.d.resize(size_t(M * act.d_stride));
-        sc.s.resize(size_t(M * act.s_stride));
-        sc.bsums.resize(size_t(2 * M * act.bsums_stride));
-        act.qs = sc.qs.data();
-        act.ql = sc.qs.data() + M * qs_stride;
-        act.d = sc.d.data();
-        if (kind == ActKind::Q8_32) {
-            sc.d8.resize(size_t(8 * M * act.d_stride));
-            act.d8 = sc.d8.data();
-        }
-        act.s = act.s_stride ? sc.s.data() : nullptr;
-        act.bsums = act.bsums_stride ? sc.bsums.data() : nullptr;
-        act.bsums_lo = act.bsums_stride ? sc.bsums.data() + M * act.bsums_stride : nullptr;
-        const QuantizeActFn quant = kind == ActKind::Q8_32 ? k.quantize_q8_32 : k.quantize_q8_256;
-        auto quantize_rows = [&](int64_t b, int64_t e) {
-            for (int64_t m = b; m < e; m++) {
-                quant(x + m * K, act, m);
-                if (act.d8)
-                    for (int64_t i = 0; i < 8 * act.d_stride; i++)
-                        act.d8[m * 8 * act.d_stride + i] = act.d[m * act.d_stride + i / 8];
-            }
-        };
-        if (M < 16) {
-            quantize_rows(0, M);
-        } else {
-            pool.run([&](int t, int n_threads) { quantize_rows(M * t / n_threads, M * (t + 1) / n_threads); });
-        }
+        return act;
     }
+    const int64_t qs_stride = (K + 63) / 64 * 64;
+    act.qs_stride = qs_stride;
+    act.d_stride = kind == ActKind::Q8_32 ? K / 32 : K / kQK_K;
+    act.s_stride = kind == ActKind::Q8_32 ? K / 32 : 0;
+    act.bsums_stride = kind == ActKind::Q8_32 ? 0 : K / 16;
+    sc.qs.resize(size_t(2 * M * qs_stride));
+    sc.d.resize(size_t(M * act.d_stride));
+    sc.s.resize(size_t(M * act.s_stride));
+    sc.bsums.resize(size_t(2 * M * act.bsums_stride));
+    act.qs = sc.qs.data();
+    act.ql = sc.qs.data() + M * qs_stride;
+    act.d = sc.d.data();
+    if (kind == ActKind::Q8_32) {
+        sc.d8.resize(size_t(8 * M * act.d_stride));
+        sc.s8.resize(size_t(8 * M * act.s_stride));
+        act.d8 = sc.d8.data();
+        act.s8 = sc.s8.data();
+    }
+    act.s = act.s_stride ? sc.s.data() : nullptr;
+    act.bsums = act.bsums_stride ? sc.bsums.data() : nullptr;
+    act.bsums_lo = act.bsums_stride ? sc.bsums.data() + M * act.bsums_stride : nullptr;
+    const QuantizeActFn quant = kind == ActKind::Q8_32 ? k.quantize_q8_32 : k.quantize_q8_256;
+    auto quantize_rows = [&](int64_t b, int64_t e) {
+        for (int64_t m = b; m < e; m++) {
+            quant(x + m * K, act, m);
+            if (act.d8)
+                for (int64_t i = 0; i < 8 * act.d_stride; i++) {
+                    act.d8[m * 8 * act.d_stride + i] = act.d[m * act.d_stride + i / 8];
+                    act.s8[m * 8 * act.s_stride + i] = act.s[m * act.s_stride + i / 8] * 0.125f;
+                }
+        }
+    };
+    if (M < 16) quantize_rows(0, M);
+    else pool.run([&](int t, int n_threads) { quantize_rows(M * t / n_threads, M * (t + 1) / n_threads); });
+    return act;
+}
 
-    const RowsDotFn dot = k.rows_dot[int(w_dtype)];
-    const size_t row_bytes = dtype_row_bytes(w_dtype, K);
-    const char* wb = static_cast<const char*>(w);
+// out[:, n0:n1) of one weight, all M rows.
+void compute_columns(const CpuKernels& k, const QuantAct& act, const MatmulJob& job, int64_t M, int64_t n0,
+                     int64_t n1) {
+    const int64_t N = job.n, K = act.k;
+    const size_t row_bytes = dtype_row_bytes(job.dtype, K);
+    const char* wb = static_cast<const char*>(job.w);
+    float* out = job.out;
     const int64_t n_tile = std::max<int64_t>(8, int64_t(kWeightTileBytes / std::max<size_t>(row_bytes, 1)));
-
-    const TileDotFn tile = k.tile_dot[int(w_dtype)];
-    auto work_tiles = [&](int64_t n0, int64_t n1) {
+    if (const TileDotFn tile = k.tile_dot[int(job.dtype)]) {
         for (int64_t mt = 0; mt < M; mt += kRowTile) {
             const int64_t mt_end = std::min(M, mt + kRowTile);
             for (int64_t nt = n0; nt < n1; nt += n_tile) {
@@ -80,34 +88,62 @@ void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch& sc, flo
                 }
             }
         }
-    };
-    auto work = [&](int64_t n0, int64_t n1) {
-        if (tile) {
-            work_tiles(n0, n1);
-            return;
-        }
-        if (M == 1) {
-            for (int64_t n = n0; n < n1; n++) dot(1, act, 0, wb + size_t(n) * row_bytes, out + n, N);
-            return;
-        }
-        for (int64_t mt = 0; mt < M; mt += kRowTile) {
-            const int64_t mt_end = std::min(M, mt + kRowTile);
-            for (int64_t nt = n0; nt < n1; nt += n_tile) {
-                const int64_t nt_end = std::min(n1, nt + n_tile);
-                for (int64_t m = mt; m < mt_end; m += kMaxRows) {
-                    const int r = int(std::min<int64_t>(kMaxRows, mt_end - m));
-                    for (int64_t n = nt; n < nt_end; n++) dot(r, act, m, wb + size_t(n) * row_bytes, out + m * N + n, N);
-                }
+        return;
+    }
+    const RowsDotFn dot = k.rows_dot[int(job.dtype)];
+    for (int64_t mt = 0; mt < M; mt += kRowTile) {
+        const int64_t mt_end = std::min(M, mt + kRowTile);
+        for (int64_t nt = n0; nt < n1; nt += n_tile) {
+            const int64_t nt_end = std::min(n1, nt + n_tile);
+            for (int64_t m = mt; m < mt_end; m += kMaxRows) {
+                const int r = int(std::min<int64_t>(kMaxRows, mt_end - m));
+                for (int64_t n = nt; n < nt_end; n++) dot(r, act, m, wb + size_t(n) * row_bytes, out + m * N + n, N);
             }
         }
-    };
-    // Split columns in multiples of 16 so threads write separate cache lines.
-    const int64_t grain = N >= 16 * pool.n_threads() ? 16 : 1;
-    if (int64_t(M) * N * K < (1 << 16)) {
-        work(0, N);
-    } else {
-        pool.parallel_for(N, grain, work);
     }
+}
+
+}  // namespace
+
+void matmul_driver_multi(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, const float* x, int64_t M,
+                         int64_t K, const MatmulJob* jobs, int n_jobs) {
+    OSP_CHECK(n_jobs >= 1 && n_jobs <= kMaxMatmulJobs, "matmul: {} weights in one call", n_jobs);
+    // One quantized copy of x per activation kind in use.
+    QuantAct acts[3];
+    bool have[3] = {};
+    const QuantAct* job_act[kMaxMatmulJobs];
+    for (int j = 0; j < n_jobs; j++) {
+        const int kind = int(act_kind(jobs[j].dtype));
+        if (!have[kind]) acts[kind] = quantize_activations(pool, k, scratch[kind], ActKind(kind), x, M, K), have[kind] = true;
+        job_act[j] = &acts[kind];
+    }
+    // Chunks of columns over all jobs, in job order.
+    const int64_t chunk = kChunkCols;
+    int64_t first_chunk[kMaxMatmulJobs + 1];
+    first_chunk[0] = 0;
+    for (int j = 0; j < n_jobs; j++) first_chunk[j + 1] = first_chunk[j] + (jobs[j].n + chunk - 1) / chunk;
+    const int64_t n_chunks = first_chunk[n_jobs];
+    auto run_chunk = [&](int64_t c) {
+        int j = 0;
+        while (c >= first_chunk[j + 1]) j++;
+        const int64_t n0 = (c - first_chunk[j]) * chunk, n1 = std::min(jobs[j].n, n0 + chunk);
+        compute_columns(k, *job_act[j], jobs[j], M, n0, n1);
+    };
+    int64_t total = 0;
+    for (int j = 0; j < n_jobs; j++) total += M * jobs[j].n * K;
+    if (total < (1 << 16) || pool.n_threads() == 1 || n_chunks == 1) {
+        for (int64_t c = 0; c < n_chunks; c++) run_chunk(c);
+        return;
+    }
+    // Each thread streams one contiguous run of weight rows (the hardware prefetchers follow it; handing out
+    // interleaved chunks measured 10-20% slower at batch 1) and steals from the back of another's when done early.
+    pool.parallel_chunks(n_chunks, run_chunk);
+}
+
+void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, float* out, const float* x,
+                   DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K) {
+    const MatmulJob job{out, w_dtype, w, N};
+    matmul_driver_multi(pool, k, scratch, x, M, K, &job, 1);
 }
 
 }  // namespace osprey::backend::cpu

@@ -520,6 +520,85 @@ inline void attn_values(float* out, const float* p, const void* base, bool f16, 
     else attn_values_t<false>(out, p, base, offs, n, hd);
 }
 
+// ---- exponential and gated activations ----
+
+// exp(x) for 8 lanes: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two for an exact reduction), exp(r) by the
+// Cephes degree-7 polynomial, times 2^n built in the exponent bits. Relative error ~1 ulp on [-87, 88]; inputs are
+// clamped there (exp(-87.3) ~ 1e-38 stands for 0, exp(88.7) for overflow).
+inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // n in [-126, 128]: 2^n as two factors so n = 128 does not overflow the exponent field.
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i h = _mm256_srai_epi32(ni, 1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+inline float exp_sub_sum(float* x, int64_t n, float mx) {
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (i < n) {  // the tail through a masked 8-lane step (unused lanes add 0)
+        alignas(32) float t[8] = {};
+        const int r = int(n - i);
+        for (int j = 0; j < r; j++) t[j] = x[i + j] - mx;
+        const __m256 e = exp8(_mm256_load_ps(t));
+        _mm256_store_ps(t, e);
+        for (int j = 0; j < r; j++) x[i + j] = t[j];
+        for (int j = r; j < 8; j++) t[j] = 0.0f;
+        acc = _mm256_add_ps(acc, _mm256_load_ps(t));
+    }
+    return hsum(acc);
+}
+
+// out = silu(g) * u = g / (1 + exp(-g)) * u
+inline __m256 silu_mul8(__m256 g, __m256 u) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
+// out = 0.5 g (1 + tanh(c (g + 0.044715 g^3))) * u, with 1 + tanh(y) = 2 - 2 / (exp(2y) + 1)
+inline __m256 gelu_tanh_mul8(__m256 g, __m256 u) {
+    const __m256 c = _mm256_set1_ps(0.7978845608028654f);
+    const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+    const __m256 y = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, g));
+    const __m256 e = exp8(_mm256_add_ps(y, y));
+    const __m256 one_plus_tanh = _mm256_sub_ps(_mm256_set1_ps(2.0f),
+                                               _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), g), one_plus_tanh), u);
+}
+
+template <__m256 (*F)(__m256, __m256)>
+inline void gated_mul(float* out, const float* g, const float* u, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, F(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+    if (i < n) {
+        alignas(32) float tg[8] = {}, tu[8] = {};
+        const int r = int(n - i);
+        for (int j = 0; j < r; j++) tg[j] = g[i + j], tu[j] = u[i + j];
+        _mm256_store_ps(tg, F(_mm256_load_ps(tg), _mm256_load_ps(tu)));
+        for (int j = 0; j < r; j++) out[i + j] = tg[j];
+    }
+}
+
 inline void fill(osprey::backend::cpu::CpuKernels& k) {
     k.quantize_q8_32 = quantize_q8_32;
     k.quantize_q8_256 = quantize_q8_256;
@@ -539,6 +618,9 @@ inline void fill(osprey::backend::cpu::CpuKernels& k) {
     k.axpy_f16 = axpy_f16;
     k.attn_scores = attn_scores;
     k.attn_values = attn_values;
+    k.exp_sub_sum = exp_sub_sum;
+    k.silu_mul = gated_mul<silu_mul8>;
+    k.gelu_tanh_mul = gated_mul<gelu_tanh_mul8>;
 }
 
 }  // namespace OSP_SIMD_NS

@@ -59,3 +59,34 @@ TEST(CpuMatmulTiles, ColumnAndRowPositionInvariant) {
         }
     }
 }
+
+// matmul_multi (q/k/v, gate/up against one x) gives exactly what separate matmuls give, for mixed dtypes too.
+TEST(CpuMatmulTiles, MultiWeightEqualsSeparateMatmuls) {
+    const int64_t K = 256 * 3;
+    for (int threads : {1, 2}) {
+        auto be = cpu::make_cpu_backend_with_isa(threads, nullptr);
+        for (int64_t M : {int64_t(1), int64_t(5), int64_t(37)}) {
+            const auto x = random_floats(size_t(M * K), 9, -2.0f, 2.0f);
+            const DType dtypes[3] = {DType::Q4_1, DType::Q8_0, DType::Q6_K};
+            const int64_t ns[3] = {96, 33, 64};
+            std::vector<std::vector<uint8_t>> ws;
+            std::vector<std::vector<float>> outs;
+            std::vector<Tensor> tw, to;
+            for (int i = 0; i < 3; i++) {
+                ws.push_back(random_weights(dtypes[i], ns[i], K, 20 + i));
+                outs.emplace_back(size_t(M * ns[i]), -1.0f);
+            }
+            for (int i = 0; i < 3; i++) {
+                tw.push_back(Tensor(ws[size_t(i)].data(), dtypes[i], {ns[i], K}));
+                to.push_back(Tensor(outs[size_t(i)].data(), DType::F32, {M, ns[i]}));
+            }
+            Tensor tx(const_cast<float*>(x.data()), DType::F32, {M, K});
+            be->matmul_multi(to, tx, tw);
+            for (int i = 0; i < 3; i++) {
+                const auto one = mm(*be, x.data(), ws[size_t(i)].data(), dtypes[i], M, ns[i], K);
+                ASSERT_EQ(std::memcmp(one.data(), outs[size_t(i)].data(), one.size() * 4), 0)
+                    << be->name() << " " << dtype_name(dtypes[i]) << " M=" << M;
+            }
+        }
+    }
+}

@@ -276,3 +276,23 @@ TEST(CpuAttention, KvWriteF16AndSkipsNegativeSlots) {
     }
     EXPECT_EQ(std::count(kp.begin(), kp.end(), 0), 42);
 }
+
+// The vectorised exponential used by softmax: every ISA within 2 ulp-ish of std::exp, sums in a fixed order.
+TEST(CpuOps, ExpSubSumMatchesStdExp) {
+    for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        const cpu::CpuKernels k = cpu::select_kernels(isa);
+        for (int64_t n : {int64_t(1), int64_t(7), int64_t(8), int64_t(333)}) {
+            auto x = random_floats(size_t(n), 11, -90.0f, 10.0f);
+            const float mx = 3.0f;
+            std::vector<float> y = x;
+            const float sum = k.exp_sub_sum(y.data(), n, mx);
+            double ref_sum = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const double e = std::exp(double(x[size_t(i)] - mx));  // the f32 difference, as the kernel forms it
+                ref_sum += e;
+                ASSERT_NEAR(y[size_t(i)], e, 3e-7 * e + 1e-37) << isa << " x=" << x[size_t(i)];
+            }
+            EXPECT_NEAR(sum, ref_sum, 1e-6 * ref_sum) << isa << " n=" << n;
+        }
+    }
+}

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/half.h"
@@ -48,5 +50,22 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
             for (int64_t i = b; i < e; i++) hits[size_t(i)]++;
         });
         for (int h : hits) EXPECT_EQ(h, 1);
+    }
+}
+
+TEST(ThreadPool, ParallelChunksRunsEveryChunkOnceWithStealing) {
+    for (int threads : {2, 3}) {
+        ThreadPool pool(threads);
+        for (int64_t n : {1, 2, 5, 64, 1000}) {
+            std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+            pool.parallel_chunks(n, [&](int64_t c) {
+                // Uneven work: the first run's chunks are slow, so the other threads finish early and steal.
+                if (c < n / threads)
+                    for (volatile int spin = 0; spin < 20000; spin = spin + 1) {
+                    }
+                hits[size_t(c)]++;
+            });
+            for (auto& h : hits) EXPECT_EQ(h.load(), 1) << "n=" << n << " threads=" << threads;
+        }
     }
 }

@@ -150,6 +150,132 @@ void dot32x2(int n, const QuantAct& a, int64_t m0, const void* w, float* o, int6
     dispatch_rows<Dot32x2<T>::template F>(n, a, m0, w, o, os);
 }
 
+// Horizontal sums of four accumulators at once: [sum A, sum B, sum C, sum D]. Every slot's lanes are added in
+// the same order (quarters q0 + q2, q1 + q3, then those two, then lanes 0 + 2, 1 + 3, then those two), so a sum
+// does not depend on which slot it occupies or on what the other slots hold.
+inline __m128 hsum4x512(__m512 A, __m512 B, __m512 C, __m512 D) {
+    const __m512 AB = _mm512_add_ps(_mm512_shuffle_f32x4(A, B, _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_f32x4(A, B, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 CD = _mm512_add_ps(_mm512_shuffle_f32x4(C, D, _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_f32x4(C, D, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 X = _mm512_add_ps(_mm512_shuffle_f32x4(AB, CD, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(AB, CD, _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 Y = _mm512_add_ps(X, _mm512_permute_ps(X, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 Z = _mm512_add_ps(Y, _mm512_permute_ps(Y, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), Z));
+}
+
+// ---- 32-element block types: R activation rows x NW weight rows ----
+// Each (r, j) has its own accumulator; per pair of blocks it adds cvt(p) * (dw * dx) and, for types with an offset,
+// m_w * s_x / 8 in all 8 lanes of each block (s8), so the result never depends on R, NW or the row's position.
+template <DType T>
+constexpr int64_t kBlockBytes = T == DType::Q4_0 ? sizeof(osprey::BlockQ4_0) : T == DType::Q4_1 ? sizeof(osprey::BlockQ4_1)
+                                : T == DType::Q5_0 ? sizeof(osprey::BlockQ5_0) : T == DType::Q5_1 ? sizeof(osprey::BlockQ5_1)
+                                : sizeof(osprey::BlockQ8_0);
+// Weight rows are streamed from memory once per matmul at batch 1: prefetch the rows this many ahead.
+constexpr int kPrefetchRows = 12;
+
+template <DType T, int R, int NW>
+void tile_dot_32x2(const QuantAct& a, int64_t m0, const char* w, size_t rb, float* out, int64_t os) {
+    constexpr bool kMin = T != DType::Q8_0;
+    __m512 acc[R][NW];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < NW; j++) acc[r][j] = _mm512_setzero_ps();
+    const int64_t nb = a.k / 32, nb2 = nb & ~int64_t(1);
+    const __m512i idx_d = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i idx_m = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+    for (int64_t b = 0; b < nb2; b += 2) {
+        __m512i wv[NW];
+        __m512 dw[NW], mw[NW];
+        __mmask64 neg[NW];
+        for (int j = 0; j < NW; j++) {
+            float d0, mn0, d1, mn1;
+            _mm_prefetch(w + (j + kPrefetchRows) * rb + b * kBlockBytes<T>, _MM_HINT_T0);
+            wv[j] = unpack32x2<T>(w + j * rb, b, d0, mn0, d1, mn1);
+            const __m512 sc = _mm512_castps128_ps512(scales2<T>(w + j * rb, b));
+            dw[j] = _mm512_permutexvar_ps(idx_d, sc);
+            if constexpr (kMin) mw[j] = _mm512_permutexvar_ps(idx_m, sc);
+            if constexpr (T == DType::Q8_0) neg[j] = _mm512_movepi8_mask(wv[j]), wv[j] = _mm512_abs_epi8(wv[j]);
+        }
+        for (int r = 0; r < R; r++) {
+            const int64_t row = m0 + r;
+            const __m512i xh = _mm512_loadu_si512(a.qs + row * a.qs_stride + 32 * b);
+            const __m512i xl = _mm512_loadu_si512(a.ql + row * a.qs_stride + 32 * b);
+            const __m512 dx = _mm512_loadu_ps(a.d8 + row * 8 * a.d_stride + 8 * b);
+            __m512 sx;
+            if constexpr (kMin) sx = _mm512_loadu_ps(a.s8 + row * 8 * a.s_stride + 8 * b);
+            for (int j = 0; j < NW; j++) {
+                __m512i h = xh, l = xl;
+                if constexpr (T == DType::Q8_0) {
+                    h = _mm512_mask_sub_epi8(h, neg[j], _mm512_setzero_si512(), h);
+                    l = _mm512_mask_sub_epi8(l, neg[j], _mm512_setzero_si512(), l);
+                }
+                const __m512i p = _mm512_dpbusd_epi32(
+                    _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j], h), 8), wv[j], l);
+                acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[j], dx), acc[r][j]);
+                if constexpr (kMin) acc[r][j] = _mm512_fmadd_ps(mw[j], sx, acc[r][j]);
+            }
+        }
+    }
+    float tail[R][NW] = {};
+    if (nb2 < nb) {  // odd block count: the 256-bit single-block step, same for every (r, j)
+        const int64_t b = nb2;
+        for (int j = 0; j < NW; j++) {
+            float dw1, mw1;
+            const __m256i wq = unpack32<T>(w + j * rb, b, dw1, mw1);
+            __m256i wu = wq;
+            if constexpr (T == DType::Q8_0) wu = _mm256_sign_epi8(wq, wq);
+            for (int r = 0; r < R; r++) {
+                const int64_t row = m0 + r;
+                __m256i xh = load256(a.qs + row * a.qs_stride + 32 * b);
+                __m256i xl = load256(a.ql + row * a.qs_stride + 32 * b);
+                if constexpr (T == DType::Q8_0) xh = _mm256_sign_epi8(xh, wq), xl = _mm256_sign_epi8(xl, wq);
+                const __m256i p = dot_two_terms(wu, xh, xl);
+                float t = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw1 * a.d[row * a.d_stride + b])));
+                if constexpr (kMin) t = std::fma(mw1, a.s[row * a.s_stride + b], t);
+                tail[r][j] = t;
+            }
+        }
+    }
+    const __m512 z = _mm512_setzero_ps();
+    for (int r = 0; r < R; r++) {
+        alignas(16) float s[4];
+        _mm_store_ps(s, hsum4x512(acc[r][0], NW > 1 ? acc[r][NW > 1 ? 1 : 0] : z, NW > 2 ? acc[r][NW > 2 ? 2 : 0] : z,
+                                  NW > 3 ? acc[r][NW > 3 ? 3 : 0] : z));
+        for (int j = 0; j < NW; j++) out[r * os + j] = s[j] + tail[r][j];
+    }
+}
+
+template <DType T, int R>
+void tile_dot_32x2_r(int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+    const char* wb = static_cast<const char*>(w);
+    switch (n_w) {
+        case 1: tile_dot_32x2<T, R, 1>(a, m0, wb, rb, o, os); break;
+        case 2: tile_dot_32x2<T, R, 2>(a, m0, wb, rb, o, os); break;
+        case 3: tile_dot_32x2<T, R, 3>(a, m0, wb, rb, o, os); break;
+        default: tile_dot_32x2<T, R, 4>(a, m0, wb, rb, o, os); break;
+    }
+}
+
+template <DType T>
+void tile_dot32(int n_rows, int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+    switch (n_rows) {
+        case 1: tile_dot_32x2_r<T, 1>(n_w, a, m0, w, rb, o, os); break;
+        case 2: tile_dot_32x2_r<T, 2>(n_w, a, m0, w, rb, o, os); break;
+        case 3: tile_dot_32x2_r<T, 3>(n_w, a, m0, w, rb, o, os); break;
+        default: tile_dot_32x2_r<T, 4>(n_w, a, m0, w, rb, o, os); break;
+    }
+}
+
+// rows_dot for the 32-element types through the tile kernel (one weight row).
+template <DType T>
+void rows_dot32_tiled(int n_rows, const QuantAct& a, int64_t m0, const void* w, float* o, int64_t os) {
+    for (int r = 0; r < n_rows; r += osprey::backend::cpu::kTileRows) {
+        const int nr = std::min(osprey::backend::cpu::kTileRows, n_rows - r);
+        tile_dot32<T>(nr, 1, a, m0 + r, w, 0, o + r * os, os);
+    }
+}
+
 // ---- float weights: R activation rows x NW weight rows, each output one 16-lane accumulator over k ----
 
 template <DType T>
@@ -238,6 +364,89 @@ void rows_dot_float_tiled(int n_rows, const QuantAct& a, int64_t m0, const void*
     }
 }
 
+// ---- attention: 512-bit kernels for head sizes that are multiples of 16 (64, 128, 256 ...) ----
+
+// [sum a0, ..., sum a7]: lanes i + 8, then i + 4, i + 2, i + 1 are added, the same order for every slot.
+inline __m256 hsum8x512(const __m512* a) {
+    __m512 t[4];
+    for (int i = 0; i < 4; i++)
+        t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // t[i] = [a_2i (lanes 0..7 + 8..15), a_2i+1 (same)]
+    const __m512 u0 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 u1 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    // u0 quarters = a0, a1, a2, a3 (4 lanes each); u1 = a4 .. a7
+    const __m512 v = _mm512_add_ps(_mm512_unpacklo_ps(u0, u1), _mm512_unpackhi_ps(u0, u1));
+    // per quarter q: [x0 + x2, y0 + y2, x1 + x3, y1 + y3] with x = a_q, y = a_q+4
+    const __m512 w = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm512_castps512_ps256(
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), w));
+}
+
+template <bool F16>
+inline __m512 load16_kv(const void* base, int64_t off) {
+    if constexpr (F16) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                           static_cast<const uint16_t*>(base) + off)));
+    else return _mm512_loadu_ps(static_cast<const float*>(base) + off);
+}
+
+// Eight context rows per step, each dotted with q in 16-lane chunks; a partial last step repeats the last row
+// (its extra lanes are dropped), so every score is computed the same way whatever n is.
+template <bool F16, int NC>
+void attn_scores_t(const float* q, const void* base, const int64_t* offs, int n, float scale, float* scores) {
+    __m512 qv[NC];
+    for (int c = 0; c < NC; c++) qv[c] = _mm512_loadu_ps(q + 16 * c);
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int j0 = 0; j0 < n; j0 += 8) {
+        __m512 acc[8];
+        for (int r = 0; r < 8; r++) {
+            const int64_t off = offs[std::min(j0 + r, n - 1)];
+            acc[r] = _mm512_mul_ps(qv[0], load16_kv<F16>(base, off));
+            for (int c = 1; c < NC; c++) acc[r] = _mm512_fmadd_ps(qv[c], load16_kv<F16>(base, off + 16 * c), acc[r]);
+        }
+        const __m256 sv = _mm256_mul_ps(hsum8x512(acc), vs);
+        _mm256_mask_storeu_ps(scores + j0, __mmask8((1u << std::min(8, n - j0)) - 1), sv);
+    }
+}
+
+template <bool F16, int NC>
+void attn_values_t512(float* out, const float* p, const void* base, const int64_t* offs, int n) {
+    __m512 acc[NC];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        const __m512 pj = _mm512_set1_ps(p[j]);
+        for (int c = 0; c < NC; c++) acc[c] = _mm512_fmadd_ps(pj, load16_kv<F16>(base, offs[j] + 16 * c), acc[c]);
+    }
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
+
+void attn_scores512(const float* q, const void* base, bool f16, const int64_t* offs, int n, int hd, float scale,
+                    float* scores) {
+    switch (hd) {
+        case 64: return f16 ? attn_scores_t<true, 4>(q, base, offs, n, scale, scores)
+                            : attn_scores_t<false, 4>(q, base, offs, n, scale, scores);
+        case 128: return f16 ? attn_scores_t<true, 8>(q, base, offs, n, scale, scores)
+                             : attn_scores_t<false, 8>(q, base, offs, n, scale, scores);
+        case 256: return f16 ? attn_scores_t<true, 16>(q, base, offs, n, scale, scores)
+                             : attn_scores_t<false, 16>(q, base, offs, n, scale, scores);
+        default: return attn_scores(q, base, f16, offs, n, hd, scale, scores);
+    }
+}
+
+void attn_values512(float* out, const float* p, const void* base, bool f16, const int64_t* offs, int n, int hd) {
+    switch (hd) {
+        case 64: return f16 ? attn_values_t512<true, 4>(out, p, base, offs, n)
+                            : attn_values_t512<false, 4>(out, p, base, offs, n);
+        case 128: return f16 ? attn_values_t512<true, 8>(out, p, base, offs, n)
+                             : attn_values_t512<false, 8>(out, p, base, offs, n);
+        case 256: return f16 ? attn_values_t512<true, 16>(out, p, base, offs, n)
+                             : attn_values_t512<false, 16>(out, p, base, offs, n);
+        default: return attn_values(out, p, base, f16, offs, n, hd);
+    }
+}
+
 }  // namespace osprey_simd_avx512
 
 namespace osprey::backend::cpu {
@@ -245,17 +454,24 @@ namespace osprey::backend::cpu {
 void fill_avx512_kernels(CpuKernels& k) {
     namespace s = osprey_simd_avx512;
     s::fill(k);
-    k.rows_dot[int(DType::Q4_0)] = s::dot32x2<DType::Q4_0>;
-    k.rows_dot[int(DType::Q4_1)] = s::dot32x2<DType::Q4_1>;
-    k.rows_dot[int(DType::Q5_0)] = s::dot32x2<DType::Q5_0>;
-    k.rows_dot[int(DType::Q5_1)] = s::dot32x2<DType::Q5_1>;
-    k.rows_dot[int(DType::Q8_0)] = s::dot32x2<DType::Q8_0>;
+    k.rows_dot[int(DType::Q4_0)] = s::rows_dot32_tiled<DType::Q4_0>;
+    k.rows_dot[int(DType::Q4_1)] = s::rows_dot32_tiled<DType::Q4_1>;
+    k.rows_dot[int(DType::Q5_0)] = s::rows_dot32_tiled<DType::Q5_0>;
+    k.rows_dot[int(DType::Q5_1)] = s::rows_dot32_tiled<DType::Q5_1>;
+    k.rows_dot[int(DType::Q8_0)] = s::rows_dot32_tiled<DType::Q8_0>;
+    k.tile_dot[int(DType::Q4_0)] = s::tile_dot32<DType::Q4_0>;
+    k.tile_dot[int(DType::Q4_1)] = s::tile_dot32<DType::Q4_1>;
+    k.tile_dot[int(DType::Q5_0)] = s::tile_dot32<DType::Q5_0>;
+    k.tile_dot[int(DType::Q5_1)] = s::tile_dot32<DType::Q5_1>;
+    k.tile_dot[int(DType::Q8_0)] = s::tile_dot32<DType::Q8_0>;
     k.rows_dot[int(DType::F32)] = s::rows_dot_float_tiled<DType::F32>;
     k.rows_dot[int(DType::F16)] = s::rows_dot_float_tiled<DType::F16>;
     k.rows_dot[int(DType::BF16)] = s::rows_dot_float_tiled<DType::BF16>;
     k.tile_dot[int(DType::F32)] = s::tile_dot<DType::F32>;
     k.tile_dot[int(DType::F16)] = s::tile_dot<DType::F16>;
     k.tile_dot[int(DType::BF16)] = s::tile_dot<DType::BF16>;
+    k.attn_scores = s::attn_scores512;
+    k.attn_values = s::attn_values512;
     k.isa = Isa::Avx512;
 }
 
