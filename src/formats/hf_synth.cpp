@@ -167,28 +167,31 @@ float synth_value(uint64_t seed, const std::string& name, HfWeightKind kind, boo
     return value_at(tensor_seed(seed, name), kind, gemma, index);
 }
 
-SynthResult synthesize_hf_model(const SynthOptions& o) {
-    if (o.out_dir.empty()) raise(ErrorCode::InvalidArgument, "synth: an output folder (-o) is needed");
-    if (o.shape.empty() == o.config_path.empty())
-        raise(ErrorCode::InvalidArgument, "synth: give exactly one of --shape NAME and --config config.json");
-    const char* torch_dtype = torch_dtype_name(o.dtype);
+uint64_t synth_tensor_seed(uint64_t seed, const std::string& name) { return tensor_seed(seed, name); }
 
+void synth_fill(uint64_t tensor_seed, HfWeightKind kind, bool gemma, uint64_t begin, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; i++) out[i] = value_at(tensor_seed, kind, gemma, begin + uint64_t(i));
+}
+
+SynthModelSpec resolve_synth_model(const std::string& shape, const std::string& config_path, int64_t n_layers) {
+    if (shape.empty() == config_path.empty())
+        raise(ErrorCode::InvalidArgument, "synth: give exactly one of --shape NAME and --config config.json");
     ojson cfg;
     std::string gen_text;
-    if (!o.shape.empty()) {
+    if (!shape.empty()) {
         const NamedShape* found = nullptr;
         for (const NamedShape& s : kShapes)
-            if (o.shape == s.name) found = &s;
+            if (shape == s.name) found = &s;
         if (!found) {
             std::string names;
             for (const NamedShape& s : kShapes) names += std::string(names.empty() ? "" : ", ") + s.name;
-            raise(ErrorCode::InvalidArgument, "synth: unknown shape '{}' (known: {})", o.shape, names);
+            raise(ErrorCode::InvalidArgument, "synth: unknown shape '{}' (known: {})", shape, names);
         }
         cfg = ojson::parse(found->config);
         gen_text = found->generation;
     } else {
         std::error_code ec;
-        fs::path cpath = o.config_path;
+        fs::path cpath = config_path;
         if (fs::is_directory(cpath, ec)) cpath /= "config.json";
         const std::string text = read_text_file(cpath.string(), 64u << 20);
         (void)HfConfig::parse(text, cpath.string());  // validates with clear messages
@@ -202,14 +205,12 @@ SynthResult synthesize_hf_model(const SynthOptions& o) {
     if (cfg.value("model_type", "") == "gemma3")
         raise(ErrorCode::Unsupported, "synth writes text-only models: give the gemma3_text config (the text_config "
               "part of a multimodal gemma3 config)");
-    if (o.n_layers < 0 || o.n_layers > 4096) raise(ErrorCode::InvalidArgument, "synth: --n-layers {} is out of range", o.n_layers);
-    if (o.n_layers > 0) override_layers(cfg, o.n_layers);
-    cfg["torch_dtype"] = torch_dtype;
+    if (n_layers < 0 || n_layers > 4096) raise(ErrorCode::InvalidArgument, "synth: --n-layers {} is out of range", n_layers);
+    if (n_layers > 0) override_layers(cfg, n_layers);
 
-    SynthResult result;
-    result.config = HfConfig::parse(cfg.dump(), "config.json");
-    const HfConfig& c = result.config;
-    const bool gemma = c.model_type == "gemma3_text";
+    SynthModelSpec spec;
+    spec.config = HfConfig::parse(cfg.dump(), "config.json");
+    const HfConfig& c = spec.config;
     if (gen_text.empty()) {
         ojson g = ojson::object();
         if (c.bos_token_id) g["bos_token_id"] = *c.bos_token_id;
@@ -219,6 +220,24 @@ SynthResult synthesize_hf_model(const SynthOptions& o) {
     } else {
         gen_text = ojson::parse(gen_text).dump(2);
     }
+    spec.config_json = cfg.dump(2);
+    spec.generation_json = gen_text;
+    spec.generation = GenerationConfig::parse(gen_text, "generation_config.json");
+    return spec;
+}
+
+SynthResult synthesize_hf_model(const SynthOptions& o) {
+    if (o.out_dir.empty()) raise(ErrorCode::InvalidArgument, "synth: an output folder (-o) is needed");
+    const char* torch_dtype = torch_dtype_name(o.dtype);
+    const SynthModelSpec spec = resolve_synth_model(o.shape, o.config_path, o.n_layers);
+    ojson cfg = ojson::parse(spec.config_json);
+    const std::string& gen_text = spec.generation_json;
+    cfg["torch_dtype"] = torch_dtype;
+
+    SynthResult result;
+    result.config = HfConfig::parse(cfg.dump(), "config.json");
+    const HfConfig& c = result.config;
+    const bool gemma = c.model_type == "gemma3_text";
 
     std::error_code ec;
     fs::create_directories(o.out_dir, ec);

@@ -40,10 +40,23 @@ struct SynthResult {
 
 SynthResult synthesize_hf_model(const SynthOptions& options);
 
+// The model a synth writes: the named shape's (or the given file's) config with the layer override applied.
+struct SynthModelSpec {
+    HfConfig config;
+    GenerationConfig generation;
+    std::string config_json;      // config.json text (torch_dtype as the source says)
+    std::string generation_json;  // generation_config.json text (BOS/EOS from the config when the source has none)
+};
+SynthModelSpec resolve_synth_model(const std::string& shape, const std::string& config_path, int64_t n_layers);
+
 // Named shapes: llama-3.1-8b, llama-3.2-1b, qwen2.5-7b, qwen3-0.6b, smollm2-135m, mistral-7b, gemma-3-270m.
 std::vector<std::string> synth_shape_names();
 
 // The value synth writes at element `index` of a tensor of `kind` named `name` (for tests and checks).
 float synth_value(uint64_t seed, const std::string& name, HfWeightKind kind, bool gemma, uint64_t index);
+// The same values in bulk: out[i] = synth_value(seed, name, kind, gemma, begin + i) for i < n, where
+// tensor_seed = synth_tensor_seed(seed, name) (hoisted out of the per-element loop).
+uint64_t synth_tensor_seed(uint64_t seed, const std::string& name);
+void synth_fill(uint64_t tensor_seed, HfWeightKind kind, bool gemma, uint64_t begin, int64_t n, float* out);
 
 }  // namespace osprey::formats
