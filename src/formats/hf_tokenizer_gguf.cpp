@@ -193,12 +193,20 @@ GgufTokenizerSummary add_hf_tokenizer_to_gguf(GgufWriter& w, const std::string& 
     w.add_string_array("tokenizer.ggml.merges", merges);
     if (bos >= 0) w.add_u32("tokenizer.ggml.bos_token_id", uint32_t(bos));
     if (eos >= 0) w.add_u32("tokenizer.ggml.eos_token_id", uint32_t(eos));
-    // Other end-of-generation ids: <|eom_id|> is the EOM token, the first other one the EOT token.
+    // Other end-of-generation ids become EOT/EOM (the two extra stop ids GGUF has): by their text first
+    // (<|eom_id|>, <|eot_id|>, <|im_end|> ...), then in order into whichever is still free.
     int64_t eot = -1, eom = -1;
+    std::vector<int64_t> rest;
     for (int64_t id : eos_ids) {
-        if (id == eos || id < 0 || id >= n_vocab) continue;
-        if (tokens[size_t(id)] == "<|eom_id|>" && eom < 0) eom = id;
-        else if (eot < 0) eot = id;
+        if (id == eos || id < 0 || id >= n_vocab || id == eot || id == eom) continue;
+        const std::string& t = tokens[size_t(id)];
+        if (t == "<|eom_id|>" && eom < 0) eom = id;
+        else if ((t == "<|eot_id|>" || t == "<|im_end|>" || t == "<|end|>" || t == "<end_of_turn>") && eot < 0) eot = id;
+        else rest.push_back(id);
+    }
+    for (int64_t id : rest) {
+        if (eot < 0) eot = id;
+        else if (eom < 0 && id != eot) eom = id;
     }
     if (eot >= 0) w.add_u32("tokenizer.ggml.eot_token_id", uint32_t(eot));
     if (eom >= 0) w.add_u32("tokenizer.ggml.eom_token_id", uint32_t(eom));
