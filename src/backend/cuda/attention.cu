@@ -1,129 +1,89 @@
+// Paged attention dispatch (see attention.cuh): the tiled prefill kernel for sequences with several query
+// tokens, the split-K decode kernel and its merge for sequences with one. Each kernel skips the other kind of
+// sequence on the device, so the host needs only the batch's sizes.
 #include <cuda_fp16.h>
 
-#include "backend/cuda/attention.cuh"
-#include "backend/cuda/launch_util.cuh"
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/gemm.cuh"
 
 namespace osprey::backend::cuda {
 
+namespace attn {
+
 namespace {
 
-__device__ __forceinline__ float load_kv(const float* p) { return *p; }
-__device__ __forceinline__ float load_kv(const __half* p) { return __half2float(*p); }
-
-// KV: float or __half; VEC: head dims per lane (head_dim <= 32 * VEC); NW: warps per block.
-template <typename KV, int VEC, int NW>
-__global__ void __launch_bounds__(NW * 32) paged_attention_kernel(PagedAttentionArgs a) {
-    extern __shared__ float smem[];  // [NW, head_dim] weighted V, then NW maxima and NW sums
-    const int t = blockIdx.x, h = blockIdx.y;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int hd = a.head_dim;
-
-    // The sequence of token t: the last s with query_start[s] <= t.
-    int s_lo = 0, s_hi = a.n_seqs - 1;
-    while (s_lo < s_hi) {
-        const int mid = (s_lo + s_hi + 1) / 2;
-        if (a.query_start[mid] <= t) s_lo = mid;
-        else s_hi = mid - 1;
-    }
-    const int pos = a.positions[t];
-    const int first = a.window > 0 ? max(0, pos - a.window + 1) : 0;
-    const int kvh = h / (a.n_heads / a.n_kv_heads);
-    const int bs = a.block_size;
-    const int32_t* table = a.block_tables + int64_t(s_lo) * a.max_blocks_per_seq;
-    const int64_t kv_row = int64_t(a.n_kv_heads) * hd;
-    const KV* kbase = static_cast<const KV*>(a.k_pool) + int64_t(kvh) * hd;
-    const KV* vbase = static_cast<const KV*>(a.v_pool) + int64_t(kvh) * hd;
-
-    const float* qv = a.q + (int64_t(t) * a.n_heads + h) * hd;
-    float qr[VEC], acc[VEC];
-#pragma unroll
-    for (int i = 0; i < VEC; i++) {
-        const int d = lane + 32 * i;
-        qr[i] = d < hd ? qv[d] : 0.0f;
-        acc[i] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    for (int j = first + warp; j <= pos; j += NW) {
-        const int64_t off = (int64_t(table[j / bs]) * bs + j % bs) * kv_row;
-        const KV* kp = kbase + off;
-        float dot = 0.0f;
-#pragma unroll
-        for (int i = 0; i < VEC; i++) {
-            const int d = lane + 32 * i;
-            if (d < hd) dot = fmaf(qr[i], load_kv(kp + d), dot);
-        }
-        float sc = warp_sum(dot) * a.scale;
-        if (a.softcap > 0.0f) sc = a.softcap * tanhf(sc / a.softcap);
-        const float m_new = fmaxf(m, sc);
-        const float corr = expf(m - m_new), p = expf(sc - m_new);
-        l = l * corr + p;
-        const KV* vp = vbase + off;
-#pragma unroll
-        for (int i = 0; i < VEC; i++) {
-            const int d = lane + 32 * i;
-            if (d < hd) acc[i] = fmaf(p, load_kv(vp + d), acc[i] * corr);
-        }
-        m = m_new;
-    }
-
-    float* s_acc = smem;
-    float* s_max = smem + NW * hd;
-    float* s_sum = s_max + NW;
-#pragma unroll
-    for (int i = 0; i < VEC; i++) {
-        const int d = lane + 32 * i;
-        if (d < hd) s_acc[warp * hd + d] = acc[i];
-    }
-    if (lane == 0) {
-        s_max[warp] = m;
-        s_sum[warp] = l;
-    }
-    __syncthreads();
+// Grid (n_seqs, n_heads): out of a one-token sequence's head = its splits merged in split order.
+__global__ void decode_merge_kernel(PagedAttentionArgs a, DecodePartials part) {
+    const int s = blockIdx.x, h = blockIdx.y;
+    const int t = a.query_start[s];
+    if (a.query_start[s + 1] - t != 1) return;
+    const int pos = a.positions[t], n_vis = pos - first_visible(pos, a.window) + 1;
+    const int n_split = decode_n_splits(n_vis), hd = a.head_dim;
+    const int64_t base = (int64_t(s) * a.n_heads + h) * part.n_split_max;
     float mx = -INFINITY;
+    for (int i = 0; i < n_split; i++) mx = fmaxf(mx, part.ml[(base + i) * 2]);
+    float w[kDecodeMaxSplits], sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < NW; w++) mx = fmaxf(mx, s_max[w]);
-    float f[NW], total = 0.0f;
-#pragma unroll
-    for (int w = 0; w < NW; w++) {
-        f[w] = s_max[w] == -INFINITY ? 0.0f : expf(s_max[w] - mx);  // warps that saw no key weigh nothing
-        total += s_sum[w] * f[w];
+    for (int i = 0; i < kDecodeMaxSplits; i++) {
+        w[i] = i < n_split ? exp2f(part.ml[(base + i) * 2] - mx) : 0.0f;
+        if (i < n_split) sum = fmaf(part.ml[(base + i) * 2 + 1], w[i], sum);
     }
-    const float inv = 1.0f / total;
-    float* o = a.out + (int64_t(t) * a.n_heads + h) * hd;
-    for (int d = threadIdx.x; d < hd; d += NW * 32) {
-        float v = 0.0f;
+    const float inv = 1.0f / sum;
+    float* out = a.out + (int64_t(t) * a.n_heads + h) * hd;
+    for (int e = int(threadIdx.x); e < hd; e += int(blockDim.x)) {
+        float o = 0.0f;
 #pragma unroll
-        for (int w = 0; w < NW; w++) v = fmaf(s_acc[w * hd + d], f[w], v);
-        o[d] = v * inv;
+        for (int i = 0; i < kDecodeMaxSplits; i++)
+            if (i < n_split) o = fmaf(part.o[(base + i) * hd + e], w[i], o);
+        out[e] = o * inv;
     }
 }
 
-template <typename KV, int VEC>
-void launch_vec(const PagedAttentionArgs& a, cudaStream_t stream) {
-    const dim3 grid(unsigned(a.n_tokens), unsigned(a.n_heads));
-    // A fixed warp count (not chosen from the batch) keeps every token's reduction order batch-invariant.
-    constexpr int kNw = 8;
-    const size_t smem = size_t(kNw) * (a.head_dim + 2) * sizeof(float);
-    paged_attention_kernel<KV, VEC, kNw><<<grid, kNw * 32, smem, stream>>>(a);
-}
-
-template <typename KV>
-void launch_kv(const PagedAttentionArgs& a, cudaStream_t stream) {
-    const int vec = (a.head_dim + 31) / 32;
-    if (vec <= 1) launch_vec<KV, 1>(a, stream);
-    else if (vec == 2) launch_vec<KV, 2>(a, stream);
-    else if (vec == 3) launch_vec<KV, 3>(a, stream);
-    else if (vec == 4) launch_vec<KV, 4>(a, stream);
-    else if (vec <= 6) launch_vec<KV, 6>(a, stream);
-    else launch_vec<KV, 8>(a, stream);
+// The split partials' area of one (device, stream); never freed (a process-lifetime cache).
+float* decode_scratch(size_t n_floats, cudaStream_t stream) {
+    static std::mutex mu;
+    static auto* areas = new std::map<std::pair<int, cudaStream_t>, DeviceScratch>();
+    int device = 0;
+    cudaGetDevice(&device);
+    const std::lock_guard<std::mutex> lock(mu);
+    return static_cast<float*>((*areas)[{device, stream}].get(n_floats * sizeof(float), stream));
 }
 
 }  // namespace
 
+void launch_decode_merge(const PagedAttentionArgs& a, const DecodePartials& part, cudaStream_t stream) {
+    const dim3 grid(unsigned(a.n_seqs), unsigned(a.n_heads));
+    decode_merge_kernel<<<grid, 128, 0, stream>>>(a, part);
+}
+
+}  // namespace attn
+
 void launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream) {
-    if (a.n_tokens <= 0 || a.n_heads <= 0) return;
-    if (a.kv_f16) launch_kv<__half>(a, stream);
-    else launch_kv<float>(a, stream);
+    if (a.n_tokens <= 0 || a.n_seqs <= 0 || a.n_heads <= 0) return;
+    const size_t elem = a.kv_f16 ? 2 : 4;
+    const bool vec_ok = (size_t(a.head_dim) * elem) % 16 == 0 && reinterpret_cast<uintptr_t>(a.k_pool) % 16 == 0 &&
+                        reinterpret_cast<uintptr_t>(a.v_pool) % 16 == 0;
+    // Every sequence has at least one query token, so some sequence has several iff n_tokens > n_seqs, and
+    // some has exactly one unless the batch is a single sequence of several tokens.
+    if (a.n_tokens > a.n_seqs) attn::launch_prefill_tiles(a, vec_ok, stream);
+    if (a.n_seqs > 1 || a.n_tokens == 1) {
+        attn::DecodePartials part;
+        // decode_n_splits(n) is not monotonic in n (4096 keys take 16 splits of 256, 4097 take 11 of 384), but it
+        // never exceeds min(16, ceil(n / 128)), which is.
+        const int max_n = a.max_seq_len > 0 ? a.max_seq_len : 1;
+        part.n_split_max = std::min(attn::kDecodeMaxSplits, (max_n + attn::kDecodeMinSplit - 1) / attn::kDecodeMinSplit);
+        const size_t rows = size_t(a.n_seqs) * size_t(a.n_heads) * size_t(part.n_split_max);
+        float* area = attn::decode_scratch(rows * size_t(a.head_dim + 2), stream);
+        part.o = area;
+        part.ml = area + rows * size_t(a.head_dim);
+        attn::launch_decode_splits(a, part, vec_ok, stream);
+        attn::launch_decode_merge(a, part, stream);
+    }
 }
 
 }  // namespace osprey::backend::cuda

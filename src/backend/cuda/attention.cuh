@@ -1,8 +1,16 @@
 // Paged grouped-query attention, causal, with optional sliding window and tanh soft-capping of the scores, for
 // a ragged batch of sequences (decode, prefill and chunked prefill alike; see backend.h's AttentionBatch).
-// One thread block per (query token, query head): its warps stride over the visible keys (read through the
-// sequence's block table), each keeping an online softmax (running max, sum and weighted V in f32); the warps'
-// states are merged at the end. The result depends only on the token's query and its context.
+// Two paths, chosen per sequence by its own number of query tokens (never by the rest of the batch):
+// - one query token (decode): split-K. A block per (sequence, KV head, key split) serves all the query heads of
+//   its KV head over one split of the visible keys and writes a partial (max, sum, weighted V); a second kernel
+//   merges the splits of each (token, head) in split order. The split size is a function of the token's number
+//   of visible keys only (attention_common.cuh: decode_split_size).
+// - several query tokens (prefill, chunked prefill): tiled flash attention. A block per (sequence, tile of 64
+//   query rows, KV head), a row being (query token, query head of the KV head); K and V tiles of 64 keys at
+//   key indices aligned to multiples of 64 are staged in shared memory through the block table, with an online
+//   softmax per row. Tiles a row cannot see leave its state exactly unchanged, so a row's result depends only on
+//   its query, position and keys.
+// All math is f32 (scores in the log2 domain, exp2f); the pools may be f32 or f16.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,7 +27,7 @@ struct PagedAttentionArgs {
     const void* k_pool = nullptr;         // [n_blocks, block_size, n_kv_heads, head_dim] f32 or f16
     const void* v_pool = nullptr;
     bool kv_f16 = false;
-    const int32_t* query_start = nullptr; // [n_seqs + 1]
+    const int32_t* query_start = nullptr; // [n_seqs + 1]; every sequence has at least one query token
     const int32_t* positions = nullptr;   // [n_tokens]
     const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks_per_seq]
     int n_seqs = 0, n_tokens = 0, max_blocks_per_seq = 0, max_seq_len = 0, block_size = 16;
@@ -29,6 +37,8 @@ struct PagedAttentionArgs {
     float softcap = 0.0f; // 0 = none
 };
 
+// Launches the kernels on stream. The split-K partials live in a device scratch area owned by this file (one
+// per device and stream, grown on demand; growing synchronizes the stream).
 void launch_paged_attention(const PagedAttentionArgs& args, cudaStream_t stream);
 
 }  // namespace osprey::backend::cuda

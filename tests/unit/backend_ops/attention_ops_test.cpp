@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -184,6 +186,60 @@ std::vector<AttnCase> attention_cases() {
          .head_dim = 80});
     add({.name = "head_dim 32, block size 32", .ctx = {65, 31}, .new_tokens = {65, 31}, .n_heads = 2,
          .n_kv_heads = 2, .head_dim = 32, .block_size = 32});
+
+    // Split-K decode: the split is 128 keys up to 2048 visible keys, then ceil(n / 16) rounded up to 128 (at most
+    // 16 splits); warps take 32-key chunks. Contexts at those edges, for both pool types.
+    for (DType kv : {DType::F16, DType::F32}) {
+        add({.name = "decode at split edges 1,31,32,33,127,128,129,255,256,257", .ctx = {1, 31, 32, 33, 127, 128, 129, 255, 256, 257},
+             .new_tokens = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, .n_heads = 8, .n_kv_heads = 2, .kv = kv});
+        // 4096 keys take 16 splits but 5000 only 14: the batch's split bound must not come from its longest one.
+        add({.name = "decode at split-size edges 2047,2048,2049,2305,4000,4096,4097,5000",
+             .ctx = {2047, 2048, 2049, 2305, 4000, 4096, 4097, 5000}, .new_tokens = {1, 1, 1, 1, 1, 1, 1, 1},
+             .n_heads = 4, .n_kv_heads = 1, .kv = kv});
+    }
+    // GQA groups 1, 4, 8, 16 (two row blocks of 8 per KV head) and 32 (MQA) at each fast head size.
+    for (int hd : {64, 128, 256})
+        for (int group : {1, 4, 8})
+            add({.name = fmt::format("decode + prefill, group {}", group), .ctx = {700, 130, 90},
+                 .new_tokens = {1, 1, 90}, .n_heads = 2 * group, .n_kv_heads = 2, .head_dim = hd,
+                 .kv = hd == 128 ? DType::F32 : DType::F16});
+    add({.name = "group 16", .ctx = {300, 70}, .new_tokens = {1, 70}, .n_heads = 32, .n_kv_heads = 2, .head_dim = 64,
+         .kv = DType::F16});
+    add({.name = "MQA group 32", .ctx = {1000, 40}, .new_tokens = {1, 40}, .n_heads = 32, .n_kv_heads = 1,
+         .head_dim = 128, .kv = DType::F16});
+    // Prefill from 2 to 300 tokens (tiles of 64 rows = tokens x group): tile edges and a tile shared by few rows.
+    add({.name = "prefill 2,3,16,17,63,64,65,300 tokens", .ctx = {2, 3, 16, 17, 63, 64, 65, 300},
+         .new_tokens = {2, 3, 16, 17, 63, 64, 65, 300}, .n_heads = 4, .n_kv_heads = 1, .kv = DType::F16});
+    add({.name = "prefill 129 tokens, head_dim 256, f32", .ctx = {129}, .new_tokens = {129}, .n_heads = 2,
+         .n_kv_heads = 1, .head_dim = 256});
+    // Chunked prefill: queries at positions 100..163 over 100 cached keys, and a long chunk after 1000 cached.
+    add({.name = "chunked prefill 100..163", .ctx = {164}, .new_tokens = {64}, .n_heads = 8, .n_kv_heads = 2,
+         .kv = DType::F16});
+    add({.name = "chunked prefill 1000..1199 + decodes", .ctx = {1200, 1500, 7}, .new_tokens = {200, 1, 1},
+         .n_heads = 8, .n_kv_heads = 2, .head_dim = 64, .kv = DType::F16});
+    // Sliding windows whose edges fall inside, on and across the 64-key tiles and the decode splits.
+    add({.name = "window 64/65 over prefill tiles", .ctx = {300, 200}, .new_tokens = {300, 136}, .n_heads = 4,
+         .n_kv_heads = 2, .head_dim = 64, .window = 64, .kv = DType::F16});
+    add({.name = "window 65 over prefill tiles", .ctx = {300}, .new_tokens = {300}, .n_heads = 4, .n_kv_heads = 2,
+         .head_dim = 64, .window = 65});
+    add({.name = "window 129 decode", .ctx = {128, 129, 130, 1000}, .new_tokens = {1, 1, 1, 1}, .n_heads = 4,
+         .n_kv_heads = 2, .window = 129, .kv = DType::F16});
+    add({.name = "softcap 30 + window 512, long decode and prefill", .ctx = {3000, 400}, .new_tokens = {1, 200},
+         .n_heads = 8, .n_kv_heads = 4, .head_dim = 256, .window = 512, .softcap = 30.0f, .kv = DType::F16});
+    // Head sizes off the fast path: 96 and 40 (f16 rows of 80 bytes: element loads), 36 in f32.
+    add({.name = "head_dim 96", .ctx = {200, 300}, .new_tokens = {200, 1}, .n_heads = 4, .n_kv_heads = 2,
+         .head_dim = 96, .kv = DType::F16});
+    add({.name = "head_dim 40 (unaligned rows)", .ctx = {150, 300}, .new_tokens = {150, 1}, .n_heads = 4,
+         .n_kv_heads = 2, .head_dim = 40, .kv = DType::F16});
+    add({.name = "head_dim 36", .ctx = {150, 300}, .new_tokens = {150, 1}, .n_heads = 4, .n_kv_heads = 2,
+         .head_dim = 36});
+    {
+        AttnCase c{.name = "decode batch 256, contexts 1..5000", .n_heads = 8, .n_kv_heads = 2, .head_dim = 64,
+                   .kv = DType::F16};
+        std::mt19937 rng(11);
+        for (int s = 0; s < 256; s++) c.ctx.push_back(1 + int(rng() % 5000)), c.new_tokens.push_back(1);
+        add(c);
+    }
     return v;
 }
 
@@ -224,4 +280,103 @@ TEST_F(BackendOps, PagedAttentionIsBatchInvariant) {
     std::vector<float> ga = run_attention(gpu(), alone, a, scale), gb = run_attention(gpu(), crowd, b, scale);
     gb.resize(ga.size());
     EXPECT_EQ(ga, gb);
+}
+
+namespace {
+
+// Copies sequence sa of batch a (its queries, keys and values) over sequence sb of batch b, which must have the
+// same context and query count.
+void transplant(const AttnCase& c, const HostBatch& a, int sa, HostBatch& b, int sb) {
+    const int64_t width = int64_t(c.n_heads) * c.head_dim;
+    const int n_q = a.query_start[size_t(sa) + 1] - a.query_start[size_t(sa)];
+    ASSERT_EQ(n_q, b.query_start[size_t(sb) + 1] - b.query_start[size_t(sb)]);
+    ASSERT_EQ(a.seq_lens[size_t(sa)], b.seq_lens[size_t(sb)]);
+    std::copy(a.q.begin() + a.query_start[size_t(sa)] * width, a.q.begin() + (a.query_start[size_t(sa)] + n_q) * width,
+              b.q.begin() + b.query_start[size_t(sb)] * width);
+    const size_t elem = c.kv == DType::F16 ? 2 : 4;
+    const size_t row = size_t(c.n_kv_heads) * c.head_dim * c.block_size * elem;  // bytes per block
+    for (int j = 0; j < (a.seq_lens[size_t(sa)] + c.block_size - 1) / c.block_size; j++) {
+        const size_t src = size_t(a.block_tables[size_t(sa * a.max_blocks + j)]);
+        const size_t dst = size_t(b.block_tables[size_t(sb * b.max_blocks + j)]);
+        std::copy(a.k_bytes.begin() + src * row, a.k_bytes.begin() + (src + 1) * row, b.k_bytes.begin() + dst * row);
+        std::copy(a.v_bytes.begin() + src * row, a.v_bytes.begin() + (src + 1) * row, b.v_bytes.begin() + dst * row);
+    }
+}
+
+std::vector<float> token_rows(const AttnCase& c, const HostBatch& b, const std::vector<float>& out, int s) {
+    const int64_t width = int64_t(c.n_heads) * c.head_dim;
+    return {out.begin() + b.query_start[size_t(s)] * width, out.begin() + b.query_start[size_t(s) + 1] * width};
+}
+
+}  // namespace
+
+TEST_F(BackendOps, PagedAttentionIsBatchInvariantAcrossPaths) {
+    // Each sequence alone, then inside a mixed batch at another index (other decodes with other split counts,
+    // other prefills, a long chunked prefill before it): its output rows must be bit-identical.
+    for (DType kv : {DType::F16, DType::F32}) {
+        const std::vector<int> ctx = {3000, 1, 170, 40, 2049}, nq = {1, 1, 70, 40, 1};
+        AttnCase crowd{.name = "crowd", .n_heads = 8, .n_kv_heads = 2, .head_dim = 128, .window = 0, .kv = kv};
+        crowd.ctx = {5000, 300, 3000, 17, 1, 170, 9, 40, 2049};
+        crowd.new_tokens = {600, 1, 1, 17, 1, 70, 9, 40, 1};
+        const std::vector<int> where = {2, 4, 5, 7, 8};  // crowd index of each probe
+        HostBatch b = make_batch(crowd, 500);
+        std::vector<std::vector<float>> alone_out;
+        for (size_t i = 0; i < ctx.size(); i++) {
+            AttnCase alone = crowd;
+            alone.ctx = {ctx[i]};
+            alone.new_tokens = {nq[i]};
+            const HostBatch a = make_batch(alone, 600 + uint32_t(i));
+            transplant(crowd, a, 0, b, where[i]);
+            alone_out.push_back(run_attention(gpu(), alone, a, 0.07f));
+        }
+        const std::vector<float> got = run_attention(gpu(), crowd, b, 0.07f);
+        for (size_t i = 0; i < ctx.size(); i++)
+            EXPECT_EQ(alone_out[i], token_rows(crowd, b, got, where[i]))
+                << dtype_name(kv) << ": sequence of context " << ctx[i] << " with " << nq[i] << " query tokens";
+    }
+}
+
+TEST_F(BackendOps, DISABLED_PagedAttentionTiming) {
+    // Llama-3.1-8B shapes (32 heads over 8, head_dim 128, f16 pool, blocks of 16): wall time per call.
+    struct Shape {
+        std::string name;
+        std::vector<int> ctx, new_tokens;
+    };
+    std::vector<Shape> shapes = {{"decode ctx 600", {600}, {1}},
+                                 {"decode ctx 4096", {4096}, {1}},
+                                 {"decode ctx 32768", {32768}, {1}},
+                                 {"decode 64 x ctx 2000", std::vector<int>(64, 2000), std::vector<int>(64, 1)},
+                                 {"prefill 512", {512}, {512}},
+                                 {"prefill 4096", {4096}, {4096}},
+                                 {"chunk of 512 after 3584", {4096}, {512}}};
+    for (const Shape& sh : shapes) {
+        AttnCase c{.name = sh.name, .ctx = sh.ctx, .new_tokens = sh.new_tokens, .n_heads = 32, .n_kv_heads = 8,
+                   .head_dim = 128, .kv = DType::F16};
+        const HostBatch b = make_batch(c, 3);
+        Backend& be = gpu();
+        const int64_t width = int64_t(c.n_heads) * c.head_dim;
+        DevTensor qs(be, DType::I32, {b.n_seqs + 1}, b.query_start.data());
+        DevTensor sl(be, DType::I32, {b.n_seqs}, b.seq_lens.data());
+        DevTensor bt(be, DType::I32, {b.n_seqs, b.max_blocks}, b.block_tables.data());
+        DevTensor ps(be, DType::I32, {b.n_tokens}, b.positions.data());
+        DevTensor q(be, DType::F32, {b.n_tokens, width}, b.q.data());
+        DevTensor kp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.k_bytes.data());
+        DevTensor vp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.v_bytes.data());
+        DevTensor out(be, DType::F32, {b.n_tokens, width});
+        AttentionBatch batch;
+        batch.n_seqs = b.n_seqs, batch.n_tokens = b.n_tokens, batch.max_blocks_per_seq = b.max_blocks;
+        batch.max_seq_len = b.max_seq_len, batch.query_start = qs.t, batch.seq_lens = sl.t;
+        batch.block_tables = bt.t, batch.positions = ps.t;
+        AttentionParams p;
+        p.n_heads = c.n_heads, p.n_kv_heads = c.n_kv_heads, p.head_dim = c.head_dim, p.scale = 0.088f;
+        for (int i = 0; i < 3; i++) be.paged_attention(out.t, q.t, KvLayerView{kp.t, vp.t, c.block_size}, batch, p);
+        be.synchronize();
+        const int n_iter = b.n_tokens > 1000 ? 20 : 200;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < n_iter; i++)
+            be.paged_attention(out.t, q.t, KvLayerView{kp.t, vp.t, c.block_size}, batch, p);
+        be.synchronize();
+        const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("paged attention %-28s %10.1f us per call\n", sh.name.c_str(), us / n_iter);
+    }
 }

@@ -1,0 +1,126 @@
+// Internals shared by the paged-attention kernel files (attention.cu, attention_decode.cu,
+// attention_prefill.cu): visibility and split rules, 16-byte KV row staging, and the launchers' declarations.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/attention.cuh"
+
+namespace osprey::backend::cuda::attn {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// ---------------------------------------------------------------- decode split rule
+
+constexpr int kDecodeMaxSplits = 16;
+constexpr int kDecodeMinSplit = 128;  // keys: 4 warps x 32
+
+// Keys per split for a query that sees n keys: a multiple of 128, at least 128, at most 16 splits. A function of
+// n alone, so a token's split points (and its result) never depend on the batch around it.
+__host__ __device__ constexpr int decode_split_size(int n) {
+    const int per = (n + kDecodeMaxSplits - 1) / kDecodeMaxSplits;
+    const int rounded = (per + kDecodeMinSplit - 1) / kDecodeMinSplit * kDecodeMinSplit;
+    return rounded < kDecodeMinSplit ? kDecodeMinSplit : rounded;
+}
+__host__ __device__ constexpr int decode_n_splits(int n) {
+    const int s = decode_split_size(n);
+    return (n + s - 1) / s;
+}
+
+// Padded head size the kernels are instantiated for.
+inline int padded_head_dim(int hd) { return hd <= 64 ? 64 : (hd <= 128 ? 128 : 256); }
+
+// ---------------------------------------------------------------- device helpers
+
+// The first key visible to the query at pos: keys [first, pos] are visible.
+__device__ __forceinline__ int first_visible(int pos, int window) { return window > 0 ? max(0, pos - window + 1) : 0; }
+
+// Score in the log2 domain: s is q.k with q already multiplied by scale (and by log2(e) when there is no cap).
+__device__ __forceinline__ float cap_score(float s, float softcap) {
+    return softcap > 0.0f ? softcap * tanhf(s / softcap) * kLog2e : s;
+}
+
+template <typename KV>
+__device__ __forceinline__ KV kv_zero();
+template <>
+__device__ __forceinline__ float kv_zero<float>() { return 0.0f; }
+template <>
+__device__ __forceinline__ __half kv_zero<__half>() { return __float2half(0.0f); }
+
+__device__ __forceinline__ float kv_to_float(float x) { return x; }
+__device__ __forceinline__ float kv_to_float(__half x) { return __half2float(x); }
+
+// The 16 // sizeof(KV) elements of one 16-byte vector as floats.
+__device__ __forceinline__ void vec_to_float(const uint4& u, float (&f)[8]) {
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 x = __half22float2(h[i]);
+        f[2 * i] = x.x;
+        f[2 * i + 1] = x.y;
+    }
+}
+__device__ __forceinline__ void vec_to_float(const uint4& u, float (&f)[4]) {
+    f[0] = __uint_as_float(u.x), f[1] = __uint_as_float(u.y), f[2] = __uint_as_float(u.z), f[3] = __uint_as_float(u.w);
+}
+
+// CW consecutive elements (CW = 2 or 4, aligned to CW elements) as floats.
+template <int CW>
+__device__ __forceinline__ void load_cols(const __half* p, float (&f)[CW]) {
+    if constexpr (CW == 4) {
+        const uint2 u = *reinterpret_cast<const uint2*>(p);
+        const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&u.x));
+        const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&u.y));
+        f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
+    } else {
+        const float2 a = __half22float2(*reinterpret_cast<const __half2*>(p));
+        f[0] = a.x, f[1] = a.y;
+    }
+}
+template <int CW>
+__device__ __forceinline__ void load_cols(const float* p, float (&f)[CW]) {
+    if constexpr (CW == 4) {
+        const float4 a = *reinterpret_cast<const float4*>(p);
+        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w;
+    } else {
+        const float2 a = *reinterpret_cast<const float2*>(p);
+        f[0] = a.x, f[1] = a.y;
+    }
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Online-softmax step of one row: the running max m moves to max(m, tile_max); returns the factor that rescales
+// the running sum and weighted V, and sets m_use, the max the new weights exp2f(s - m_use) are taken against.
+// A row that has seen no visible key yet keeps m = -inf, a zero sum and zero accumulators (factor 0, weights 0).
+__device__ __forceinline__ float softmax_step(float& m, float tile_max, float& m_use) {
+    const float m_new = fmaxf(m, tile_max);
+    m_use = m_new == -INFINITY ? 0.0f : m_new;
+    const float corr = exp2f(m - m_use);
+    m = m_new;
+    return corr;
+}
+
+// ---------------------------------------------------------------- launchers
+
+struct DecodePartials {
+    float* o = nullptr;   // [n_seqs, n_heads, n_split_max, head_dim]: unnormalized weighted V of each split
+    float* ml = nullptr;  // [n_seqs, n_heads, n_split_max, 2]: (max in the log2 domain, sum of weights)
+    int n_split_max = 1;
+};
+
+// Sequences with exactly one query token: the split kernel, then the merge kernel (attention.cu).
+void launch_decode_splits(const PagedAttentionArgs& a, const DecodePartials& part, bool kv_vec_ok,
+                          cudaStream_t stream);
+void launch_decode_merge(const PagedAttentionArgs& a, const DecodePartials& part, cudaStream_t stream);
+// Sequences with two or more query tokens.
+void launch_prefill_tiles(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_t stream);
+
+}  // namespace osprey::backend::cuda::attn
