@@ -115,18 +115,40 @@ class Backend {
     virtual void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) {
         for (size_t i = 0; i < ws.size(); i++) matmul(outs[i], x, ws[i]);
     }
+    // The gated feed-forward input: gate = act(x . w_gate^T) * (x . w_up^T); up [M, F] is scratch the backend may
+    // use (its contents afterwards are unspecified). Each product exactly as matmul, the activation as
+    // gated_activation computes them.
+    virtual void gated_matmul(Tensor gate, Tensor up, const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
+                              Activation act) {
+        Tensor outs[2] = {gate, up};
+        const Tensor ws[2] = {w_gate, w_up};
+        matmul_multi(outs, x, ws);
+        gated_activation(gate, gate, up, act);
+    }
     // x[m, n] += bias[n]                                            x [M, N] f32; bias [N] f32
     virtual void add_bias(Tensor x, const Tensor& bias) = 0;
     // out = a + b (elementwise, same shape, f32); out may alias a or b
     virtual void add(Tensor out, const Tensor& a, const Tensor& b) = 0;
     // out[r, :] = x[r, :] / rms(x[r, :]) * w      rows of length w.cols(); x viewed as [R, w.cols()]; out may alias x
     virtual void rms_norm(Tensor out, const Tensor& x, const Tensor& w, float eps) = 0;
+    // The residual step between blocks, fused: x += delta, then out = rms_norm(x) * w (x, delta, out [R, d]).
+    virtual void add_rms_norm(Tensor x, const Tensor& delta, Tensor out, const Tensor& w, float eps) {
+        add(x, x, delta);
+        rms_norm(out, x, w, eps);
+    }
     // out = act(gate) * up                                          [T, F] f32; out may alias gate
     virtual void gated_activation(Tensor out, const Tensor& gate, const Tensor& up, Activation act) = 0;
     // Rotate x in place: x [T, n_heads * head_dim] f32; positions i32 [T]; inv_freq f32 [rotary_dim / 2]
     virtual void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, const RopeParams& p) = 0;
     // Write k, v [T, n_kv_heads * head_dim] (f32) into the layer's pool at batch.slot_mapping.
     virtual void kv_write(KvLayerView kv, const Tensor& k, const Tensor& v, const AttentionBatch& batch) = 0;
+    // RoPE on q and k (in place, their own RopeParams), then k and v written into the pool: one fused step.
+    virtual void rope_kv_write(Tensor q, Tensor k, const Tensor& v, const Tensor& inv_freq, const RopeParams& rope_q,
+                               const RopeParams& rope_k, KvLayerView kv, const AttentionBatch& batch) {
+        rope(q, batch.positions, inv_freq, rope_q);
+        rope(k, batch.positions, inv_freq, rope_k);
+        kv_write(kv, k, v, batch);
+    }
     // Causal paged grouped-query attention over each sequence's context (cached tokens plus this step's).
     // out, q [T, n_heads * head_dim] f32. The step's K/V must already be written with kv_write.
     virtual void paged_attention(Tensor out, const Tensor& q, KvLayerView kv, const AttentionBatch& batch,

@@ -1,7 +1,10 @@
 // osprey run: load a model, answer one prompt, stream the text to stdout and the speeds to stderr.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -37,7 +40,39 @@ struct RunOptions {
     int ctx = 0;
     engine::SamplingParams sampling;
     int64_t seed = -1;
+    std::string score_out;
 };
+
+// Teacher-forced scoring of `tokens`: for every position, the model's top-1 next token and the log-probability
+// of the actual next token, written as JSON (with the token ids, so another implementation can score the same).
+void write_scores(engine::Generator& gen, backend::Backend& be, std::span<const int32_t> tokens, const std::string& out) {
+    std::vector<int32_t> top1;
+    std::vector<double> logprob_next;
+    std::vector<float> host;
+    gen.score(tokens, [&](int first, const Tensor& logits) {
+        const int64_t rows = logits.rows(), V = logits.cols();
+        host.resize(size_t(rows * V));
+        if (logits.device == Device::Cpu) std::memcpy(host.data(), logits.data, host.size() * 4);
+        else be.copy_to_host(host.data(), logits.data, host.size() * 4);
+        for (int64_t r = 0; r < rows; r++) {
+            const float* l = host.data() + r * V;
+            const int64_t best = std::max_element(l, l + V) - l;
+            double sum = 0;
+            for (int64_t v = 0; v < V; v++) sum += std::exp(double(l[v]) - double(l[best]));
+            top1.push_back(int32_t(best));
+            const int64_t pos = first + r;
+            if (pos + 1 < int64_t(tokens.size()))
+                logprob_next.push_back(double(l[tokens[size_t(pos + 1)]]) - double(l[best]) - std::log(sum));
+        }
+    });
+    nlohmann::json j = {{"tokens", std::vector<int32_t>(tokens.begin(), tokens.end())},
+                        {"top1", top1},
+                        {"logprob_next", logprob_next},
+                        {"backend", be.name()}};
+    std::ofstream f(out);
+    if (!f) raise(ErrorCode::InvalidArgument, "--score-out {}: cannot write", out);
+    f << j.dump() << "\n";
+}
 
 void run(const RunOptions& o) {
     const std::string path = o.model.empty() ? engine::default_model_path() : o.model;
@@ -77,6 +112,13 @@ void run(const RunOptions& o) {
             raise(ErrorCode::InvalidArgument, "the prompt has {} tokens, fewer than --prompt-tokens {}", prompt.size(),
                   o.prompt_tokens);
         prompt.resize(size_t(o.prompt_tokens));
+    }
+    if (!o.score_out.empty()) {
+        engine::Generator scorer(*m.model, int(prompt.size()), 16, 512, parse_kv_cache_dtype(o.kv_cache_dtype));
+        write_scores(scorer, *backend, prompt, o.score_out);
+        std::fprintf(stderr, "[%s] scored %zu tokens -> %s\n", backend->name().c_str(), prompt.size(),
+                     o.score_out.c_str());
+        return;
     }
     engine::SamplingParams sp = o.sampling;
     sp.max_tokens = o.n_predict;
@@ -129,6 +171,9 @@ void register_run_command(CLI::App& app) {
     cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file");
     cmd->add_option("--prompt-tokens", o->prompt_tokens, "Cut the tokenized prompt to exactly N tokens (benchmarks)");
     cmd->add_option("--stats-json", o->stats_json, "Write load time and speeds as JSON to this file");
+    cmd->add_option("--score-out", o->score_out,
+                    "Teacher-force the prompt instead of generating: write each position's top-1 token and the "
+                    "log-probability of the next token as JSON");
     cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(1, 1 << 20));
     cmd->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
     cmd->add_option("--system", o->system, "System message (with --chat)");

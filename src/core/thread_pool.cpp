@@ -16,9 +16,20 @@ inline void cpu_relax() {
     std::this_thread::yield();
 #endif
 }
-// Workers spin this many iterations waiting for the next job before sleeping: decode steps issue
-// hundreds of small parallel sections per token, and a futex wake-up per section would dominate.
-constexpr int kSpinIterations = 200000;
+// Waiters spin this many rounds before sleeping on a futex: decode steps issue a few hundred parallel sections per
+// token some tens of microseconds apart, and a wake-up per section would dominate. About 60 us on current x86; every
+// 64th round yields the core, so a waiter never starves the thread it waits for when the machine is oversubscribed.
+constexpr int kSpinRounds = 4096;
+
+template <class Pred>
+bool spin_until(Pred done) {
+    for (int i = 0; i < kSpinRounds; i++) {
+        if (done()) return true;
+        if ((i & 63) == 63) std::this_thread::yield();
+        else cpu_relax();
+    }
+    return done();
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -28,37 +39,26 @@ ThreadPool::ThreadPool(int n_threads) {
 }
 
 ThreadPool::~ThreadPool() {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        stop_ = true;
-        spin_generation_.fetch_add(1, std::memory_order_release);
-    }
-    start_cv_.notify_all();
+    stop_.store(true, std::memory_order_seq_cst);
+    generation_.fetch_add(1, std::memory_order_seq_cst);
+    generation_.notify_all();
     for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::worker_loop(int idx) {
     uint64_t seen = 0;
     for (;;) {
-        // Spin first, then sleep.
-        int spins = 0;
-        while (spin_generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-            cpu_relax();
-            spins++;
+        if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
+            n_sleeping_.fetch_add(1, std::memory_order_seq_cst);
+            generation_.wait(seen, std::memory_order_seq_cst);  // returns at once if a job came meanwhile
+            n_sleeping_.fetch_sub(1, std::memory_order_seq_cst);
+            if (generation_.load(std::memory_order_acquire) == seen) continue;  // spurious wake-up
         }
-        const std::function<void(int, int)>* job = nullptr;
-        {
-            std::unique_lock<std::mutex> lock(mutex_);
-            start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-            if (stop_) return;
-            seen = generation_;
-            job = job_;
-        }
-        (*job)(idx, n_threads_);
-        if (spin_pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            done_cv_.notify_one();
-        }
+        seen = generation_.load(std::memory_order_acquire);
+        if (stop_.load(std::memory_order_acquire)) return;
+        (*job_)(idx, n_threads_);
+        if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst))
+            pending_.notify_one();
     }
 }
 
@@ -67,23 +67,15 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
         fn(0, 1);
         return;
     }
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        job_ = &fn;
-        spin_pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-        generation_++;
-        spin_generation_.store(generation_, std::memory_order_release);
-    }
-    start_cv_.notify_all();
+    job_ = &fn;
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes job_ and pending_
+    if (n_sleeping_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
     fn(0, n_threads_);
-    int spins = 0;
-    while (spin_pending_.load(std::memory_order_acquire) != 0 && spins < kSpinIterations) {
-        cpu_relax();
-        spins++;
-    }
-    if (spin_pending_.load(std::memory_order_acquire) != 0) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_cv_.wait(lock, [&] { return spin_pending_.load(std::memory_order_acquire) == 0; });
+    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+        caller_sleeping_.store(true, std::memory_order_seq_cst);
+        for (int v; (v = pending_.load(std::memory_order_seq_cst)) != 0;) pending_.wait(v, std::memory_order_seq_cst);
+        caller_sleeping_.store(false, std::memory_order_relaxed);
     }
 }
 

@@ -5,10 +5,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -39,15 +37,12 @@ class ThreadPool {
 
     int n_threads_;
     std::vector<std::thread> workers_;
-    std::mutex mutex_;
-    std::condition_variable start_cv_;
-    std::condition_variable done_cv_;
-    const std::function<void(int, int)>* job_ = nullptr;
-    uint64_t generation_ = 0;
-    int n_pending_ = 0;
-    bool stop_ = false;
-    std::atomic<uint64_t> spin_generation_{0};
-    std::atomic<int> spin_pending_{0};
+    const std::function<void(int, int)>* job_ = nullptr;  // published by the generation_ increment
+    std::atomic<uint64_t> generation_{0};  // one increment per job (and at shutdown)
+    std::atomic<int> pending_{0};          // workers still running the current job
+    std::atomic<int> n_sleeping_{0};       // workers blocked in generation_.wait
+    std::atomic<bool> caller_sleeping_{false};
+    std::atomic<bool> stop_{false};
 };
 
 }  // namespace osprey

@@ -294,8 +294,8 @@ Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
         const LayerWeights& L = w_.layers[size_t(l)];
         const bool sliding = c.layer_sliding[size_t(l)];
 
-        // Attention block.
-        be.rms_norm(h, x, L.attn_norm, c.rms_eps);
+        // Attention block (h = attn_norm(x) was made by the previous layer's residual step).
+        if (l == 0) be.rms_norm(h, x, L.attn_norm, c.rms_eps);
         {
             Tensor outs[3] = {q, k, v};
             const Tensor ws3[3] = {L.wq, L.wk, L.wv};
@@ -311,27 +311,20 @@ Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
             be.rms_norm(k, k, L.k_norm, c.rms_eps);
         }
         const Tensor inv_freq = rope_freq_[sliding ? 1 : 0].view(DType::F32, {c.head_dim / 2});
-        be.rope(q, batch.positions, inv_freq, rope_q);
-        be.rope(k, batch.positions, inv_freq, rope_k);
         const backend::KvLayerView kv = kv_cache.layer(l);
-        be.kv_write(kv, k, v, batch);
+        be.rope_kv_write(q, k, v, inv_freq, rope_q, rope_k, kv, batch);
         ap.window = sliding ? c.sliding_window : 0;
         be.paged_attention(attn, q, kv, batch, ap);
         be.matmul(o, attn, L.wo);
         if (c.sandwich_norms) be.rms_norm(o, o, L.post_attn_norm, c.rms_eps);
-        be.add(x, x, o);
+        be.add_rms_norm(x, o, h, L.ffn_norm, c.rms_eps);
 
         // Feed-forward block.
-        be.rms_norm(h, x, L.ffn_norm, c.rms_eps);
-        {
-            Tensor outs[2] = {gate, up};
-            const Tensor ws2[2] = {L.w_gate, L.w_up};
-            be.matmul_multi(outs, h, ws2);
-        }
-        be.gated_activation(gate, gate, up, c.activation);
+        be.gated_matmul(gate, up, h, L.w_gate, L.w_up, c.activation);
         be.matmul(o, gate, L.w_down);
         if (c.sandwich_norms) be.rms_norm(o, o, L.post_ffn_norm, c.rms_eps);
-        be.add(x, x, o);
+        if (l + 1 < c.n_layers) be.add_rms_norm(x, o, h, w_.layers[size_t(l + 1)].attn_norm, c.rms_eps);
+        else be.add(x, x, o);
     }
 
     if (R == 0) return Tensor(ws.logits.data(), DType::F32, {0, c.n_vocab}, be.device());

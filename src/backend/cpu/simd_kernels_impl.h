@@ -575,15 +575,14 @@ inline __m256 silu_mul8(__m256 g, __m256 u) {
     return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
 }
 
-// out = 0.5 g (1 + tanh(c (g + 0.044715 g^3))) * u, with 1 + tanh(y) = 2 - 2 / (exp(2y) + 1)
+// out = 0.5 g (1 + tanh(y)) * u with y = c (g + 0.044715 g^3); 1 + tanh(y) = 2 / (1 + exp(-2y)), which keeps full
+// relative precision on both sides (2 - 2 / (exp(2y) + 1) would cancel for negative g).
 inline __m256 gelu_tanh_mul8(__m256 g, __m256 u) {
     const __m256 c = _mm256_set1_ps(0.7978845608028654f);
     const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
     const __m256 y = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, g));
-    const __m256 e = exp8(_mm256_add_ps(y, y));
-    const __m256 one_plus_tanh = _mm256_sub_ps(_mm256_set1_ps(2.0f),
-                                               _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), g), one_plus_tanh), u);
+    const __m256 e = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), y));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
 }
 
 template <__m256 (*F)(__m256, __m256)>

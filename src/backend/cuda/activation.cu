@@ -13,8 +13,9 @@ __global__ void gated_kernel(float* out, const float* gate, const float* up, int
         if constexpr (A == GatedAct::Silu) {
             a = g / (1.0f + expf(-g));
         } else {
+            // 0.5 g (1 + tanh(y)) = g / (1 + exp(-2y)): no cancellation for negative g (as the CPU kernels).
             constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
-            a = 0.5f * g * (1.0f + tanhf(kC * (g + 0.044715f * g * g * g)));
+            a = g / (1.0f + expf(-2.0f * kC * (g + 0.044715f * g * g * g)));
         }
         out[i] = a * up[i];
     }

@@ -3,8 +3,11 @@
 // non-blocking stream; launch errors are checked right after each launch.
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -17,6 +20,7 @@
 #include "backend/cuda/gemv_quant.cuh"
 #include "backend/cuda/kv_write.cuh"
 #include "backend/cuda/norm.cuh"
+#include "backend/cuda/op_profiler.h"
 #include "backend/cuda/rope.cuh"
 
 namespace osprey::backend {
@@ -24,6 +28,51 @@ namespace osprey::backend {
 namespace {
 
 using namespace cuda;
+
+// Host-to-device copies go through a pinned staging ring of two halves, so they are asynchronous (the stream
+// never waits for the host, and the caller may reuse its buffer at once) and large ones (weights at load time)
+// stream at full PCIe speed. Before a half is refilled, the copies that last read it are waited for.
+class PinnedStaging {
+  public:
+    static constexpr size_t kHalfBytes = size_t(32) << 20;
+
+    PinnedStaging() {
+        OSP_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&base_), 2 * kHalfBytes));
+        for (auto& e : done_) OSP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    }
+    ~PinnedStaging() {
+        for (auto& e : done_) cudaEventDestroy(e);
+        cudaFreeHost(base_);
+    }
+    PinnedStaging(const PinnedStaging&) = delete;
+    PinnedStaging& operator=(const PinnedStaging&) = delete;
+
+    // Copies n bytes from src to dst (device) on `stream`, in chunks of at most one half.
+    void copy(void* dst, const void* src, size_t n, cudaStream_t stream) {
+        auto* d = static_cast<char*>(dst);
+        const auto* h = static_cast<const char*>(src);
+        while (n > 0) {
+            const size_t chunk = std::min(n, kHalfBytes);
+            if (used_ + chunk > kHalfBytes) {  // switch halves: wait until the other half's copies are done
+                OSP_CUDA_CHECK(cudaEventRecord(done_[half_], stream));
+                half_ ^= 1;
+                OSP_CUDA_CHECK(cudaEventSynchronize(done_[half_]));
+                used_ = 0;
+            }
+            char* p = base_ + size_t(half_) * kHalfBytes + used_;
+            std::memcpy(p, h, chunk);
+            OSP_CUDA_CHECK(cudaMemcpyAsync(d, p, chunk, cudaMemcpyHostToDevice, stream));
+            used_ += (chunk + 255) & ~size_t(255);
+            d += chunk, h += chunk, n -= chunk;
+        }
+    }
+
+  private:
+    char* base_ = nullptr;
+    cudaEvent_t done_[2] = {};
+    int half_ = 0;
+    size_t used_ = 0;
+};
 
 class CudaBackend final : public Backend {
   public:
@@ -35,12 +84,14 @@ class CudaBackend final : public Backend {
                             prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1 << 30));
         OSP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
         gemm_ = std::make_unique<Gemm>(stream_);
+        staging_ = std::make_unique<PinnedStaging>();
     }
 
     ~CudaBackend() override {
         cudaSetDevice(device_);
         if (stream_) cudaStreamSynchronize(stream_);
         gemm_.reset();
+        staging_.reset();
         if (stream_) cudaStreamDestroy(stream_);
     }
 
@@ -65,11 +116,10 @@ class CudaBackend final : public Backend {
         cudaSetDevice(device_);
         cudaFree(data);  // synchronizes the device: nothing in flight still reads it
     }
-    // The host buffer may be reused as soon as copy_from_host returns.
+    // Asynchronous through the pinned staging ring; the host buffer may be reused as soon as this returns.
     void copy_from_host(void* dst, const void* src, size_t n) override {
         bind();
-        OSP_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, stream_));
-        OSP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        staging_->copy(dst, src, n, stream_);
     }
     void copy_to_host(void* dst, const void* src, size_t n) override {
         bind();
@@ -93,6 +143,7 @@ class CudaBackend final : public Backend {
     // ---- ops ----
     void embedding(Tensor out, const Tensor& table, const Tensor& ids, float scale) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "embedding", stream_);
         launch_embedding(out.as<float>(), table.data, table.dtype, table.rows(), table.cols(), ids.as<int32_t>(),
                          ids.numel(), scale, stream_);
         OSP_CUDA_CHECK_LAUNCH();
@@ -104,6 +155,7 @@ class CudaBackend final : public Backend {
         OSP_CHECK(w.cols() == K && out.numel() == M * N, "matmul shapes out {} x {} w {}", out.shape_str(),
                   x.shape_str(), w.shape_str());
         if (M <= 0 || N <= 0) return;
+        const OpProfiler::Scope prof(&profiler_, matmul_label(w.dtype, M <= kGemvMaxRows), stream_);
         if (M <= kGemvMaxRows) {
             launch_gemv(out.as<float>(), x.as<float>(), w.dtype, w.data, M, N, K, stream_);
             OSP_CUDA_CHECK_LAUNCH();
@@ -112,8 +164,39 @@ class CudaBackend final : public Backend {
         }
     }
 
+    // q/k/v (or any weights of one dtype and K) in one launch at small M.
+    void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) override {
+        const int64_t M = x.rows(), K = x.cols();
+        bool fused = M >= 1 && M <= kGemvMaxRows && !ws.empty() && ws.size() <= size_t(kMaxGemvJobs);
+        for (size_t i = 0; fused && i < ws.size(); i++)
+            fused = ws[i].dtype == ws[0].dtype && ws[i].cols() == K && outs[i].numel() == M * ws[i].rows();
+        if (!fused) return Backend::matmul_multi(outs, x, ws);
+        bind();
+        const OpProfiler::Scope prof(&profiler_, matmul_label(ws[0].dtype, true), stream_);
+        GemvJob jobs[kMaxGemvJobs];
+        for (size_t i = 0; i < ws.size(); i++) jobs[i] = {ws[i].data, outs[i].as<float>(), ws[i].rows()};
+        launch_gemv_multi(jobs, int(ws.size()), x.as<float>(), ws[0].dtype, M, K, stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
+    void gated_matmul(Tensor gate, Tensor up, const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
+                      Activation act) override {
+        const int64_t M = x.rows(), K = x.cols(), N = w_gate.rows();
+        if (M < 1 || M > kGemvMaxRows || w_gate.dtype != w_up.dtype || w_up.rows() != N || w_gate.cols() != K ||
+            w_up.cols() != K)
+            return Backend::gated_matmul(gate, up, x, w_gate, w_up, act);
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "gemv gated", stream_);
+        OSP_CHECK(gate.numel() == M * N, "gated_matmul shapes gate {} x {} w {}", gate.shape_str(), x.shape_str(),
+                  w_gate.shape_str());
+        launch_gemv_gated(gate.as<float>(), x.as<float>(), w_gate.dtype, w_gate.data, w_up.data, M, N, K,
+                          act == Activation::Silu, stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
     void add_bias(Tensor x, const Tensor& bias) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "add_bias", stream_);
         const int64_t N = bias.numel();
         launch_add_bias(x.as<float>(), bias.as<float>(), x.numel() / N, N, stream_);
         OSP_CUDA_CHECK_LAUNCH();
@@ -121,19 +204,31 @@ class CudaBackend final : public Backend {
 
     void add(Tensor out, const Tensor& a, const Tensor& b) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "add", stream_);
         launch_add(out.as<float>(), a.as<float>(), b.as<float>(), out.numel(), stream_);
         OSP_CUDA_CHECK_LAUNCH();
     }
 
     void rms_norm(Tensor out, const Tensor& x, const Tensor& w, float eps) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "rms_norm", stream_);
         const int64_t d = w.cols();
         launch_rms_norm(out.as<float>(), x.as<float>(), w.as<float>(), x.numel() / d, d, eps, stream_);
         OSP_CUDA_CHECK_LAUNCH();
     }
 
+    void add_rms_norm(Tensor x, const Tensor& delta, Tensor out, const Tensor& w, float eps) override {
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "add_rms_norm", stream_);
+        const int64_t d = w.cols();
+        launch_add_rms_norm(x.as<float>(), delta.as<float>(), out.as<float>(), w.as<float>(), x.numel() / d, d, eps,
+                            stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
     void gated_activation(Tensor out, const Tensor& gate, const Tensor& up, Activation act) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "gated_activation", stream_);
         launch_gated_activation(out.as<float>(), gate.as<float>(), up.as<float>(), out.numel(),
                                 act == Activation::Silu ? GatedAct::Silu : GatedAct::GeluTanh, stream_);
         OSP_CUDA_CHECK_LAUNCH();
@@ -141,6 +236,7 @@ class CudaBackend final : public Backend {
 
     void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, const RopeParams& p) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "rope", stream_);
         launch_rope(x.as<float>(), positions.as<int32_t>(), inv_freq.as<float>(), positions.numel(), p.n_heads,
                     p.head_dim, p.rotary_dim, p.neox, stream_);
         OSP_CUDA_CHECK_LAUNCH();
@@ -148,6 +244,7 @@ class CudaBackend final : public Backend {
 
     void kv_write(KvLayerView kv, const Tensor& k, const Tensor& v, const AttentionBatch& batch) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "kv_write", stream_);
         OSP_CHECK(kv.k.dtype == kv.v.dtype && supports_kv_dtype(kv.k.dtype), "kv pool dtype {}",
                   dtype_name(kv.k.dtype));
         launch_kv_write(kv.k.data, kv.v.data, kv.k.dtype == DType::F16, k.as<float>(), v.as<float>(),
@@ -155,9 +252,24 @@ class CudaBackend final : public Backend {
         OSP_CUDA_CHECK_LAUNCH();
     }
 
+    void rope_kv_write(Tensor q, Tensor k, const Tensor& v, const Tensor& inv_freq, const RopeParams& rope_q,
+                       const RopeParams& rope_k, KvLayerView kv, const AttentionBatch& batch) override {
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "rope_kv_write", stream_);
+        OSP_CHECK(rope_q.head_dim == rope_k.head_dim && rope_q.rotary_dim == rope_k.rotary_dim &&
+                      rope_q.neox == rope_k.neox && kv.k.dtype == kv.v.dtype && supports_kv_dtype(kv.k.dtype),
+                  "rope_kv_write: q and k must share the head layout; kv pool dtype {}", dtype_name(kv.k.dtype));
+        launch_rope_kv_write(q.as<float>(), k.as<float>(), v.as<float>(), batch.positions.as<int32_t>(),
+                             inv_freq.as<float>(), batch.positions.numel(), rope_q.n_heads, rope_k.n_heads,
+                             rope_q.head_dim, rope_q.rotary_dim, rope_q.neox, kv.k.data, kv.v.data,
+                             kv.k.dtype == DType::F16, batch.slot_mapping.as<int32_t>(), stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
     void paged_attention(Tensor out, const Tensor& q, KvLayerView kv, const AttentionBatch& batch,
                          const AttentionParams& p) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, batch.n_tokens > batch.n_seqs ? "attention (prefill)" : "attention (decode)", stream_);
         OSP_CHECK(p.head_dim > 0 && p.head_dim <= kAttentionMaxHeadDim, "head_dim {} (at most {})", p.head_dim,
                   kAttentionMaxHeadDim);
         OSP_CHECK(p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0, "{} heads over {} kv heads", p.n_heads,
@@ -188,24 +300,44 @@ class CudaBackend final : public Backend {
 
     void gather_rows(Tensor out, const Tensor& x, const Tensor& rows) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "gather_rows", stream_);
         launch_gather_rows(out.as<float>(), x.as<float>(), rows.as<int32_t>(), rows.numel(), x.cols(), stream_);
         OSP_CUDA_CHECK_LAUNCH();
     }
 
     void scale(Tensor x, float s, float softcap) override {
         bind();
+        const OpProfiler::Scope prof(&profiler_, "scale", stream_);
         launch_scale(x.as<float>(), x.numel(), s, softcap, stream_);
         OSP_CUDA_CHECK_LAUNCH();
     }
 
   private:
-    // Ops may be called from any host thread: make this backend's device current.
-    void bind() const { OSP_CUDA_CHECK(cudaSetDevice(device_)); }
+    // Ops may be called from any host thread: make this backend's device current (once per thread and device).
+    void bind() const {
+        thread_local int bound = -1;
+        if (bound != device_) {
+            OSP_CUDA_CHECK(cudaSetDevice(device_));
+            bound = device_;
+        }
+    }
+    // "gemv bf16", "gemm q4_k" ... (static storage: the profiler keeps the pointer until it flushes)
+    static const char* matmul_label(DType w, bool gemv) {
+        static const auto labels = [] {
+            std::vector<std::string> l;
+            for (int d = 0; d < kNumDTypes; d++)
+                for (const char* kind : {"gemm ", "gemv "}) l.push_back(kind + std::string(dtype_name(DType(d))));
+            return l;
+        }();
+        return labels[size_t(2 * int(w) + (gemv ? 1 : 0))].c_str();
+    }
 
     int device_;
     std::string name_;
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;
+    std::unique_ptr<PinnedStaging> staging_;
+    OpProfiler profiler_;  // destroyed first: prints while the stream is alive
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
-// Small-batch matrix-vector kernel: one warp per weight row n, each lane walks 8-element groups of the row
-// (lane, lane + 32, ...), dequantizes them once and multiplies them with up to MR rows of x.
+// Small-batch matrix-vector kernels: one warp per weight row; each lane walks the row in 16-byte vectors (plain
+// types) or 8-element groups (block types), lane, lane + 32, ..., with several loads in flight, dequantizes them
+// once and multiplies them with up to MR rows of x. One launch covers up to kMaxGemvJobs weights that read the same
+// x (q/k/v), or a gate and an up weight whose rows are combined as act(gate) * up (the gated feed-forward input).
 #include "backend/cuda/dequant.cuh"
 #include "backend/cuda/gemv_quant.cuh"
 
@@ -8,67 +10,217 @@ namespace osprey::backend::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 4;
+constexpr int kUnroll = 4;  // 8-element groups (or 16-byte vectors) each lane has in flight per step
 
+// Rows of several weights as one index space: global row g belongs to job j with first_row[j] <= g.
+struct GemvBatch {
+    const uint8_t* w[kMaxGemvJobs];
+    float* out[kMaxGemvJobs];
+    int64_t n[kMaxGemvJobs];
+    int64_t first_row[kMaxGemvJobs + 1];
+    int n_jobs;
+};
+
+// acc[r] += dot(weight row, x row r) over K, per lane (block types: 8-element groups).
 template <DType DT, int MR>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
-gemv_kernel(float* __restrict__ out, const float* __restrict__ x, const uint8_t* __restrict__ w, int64_t M,
-            int64_t N, int64_t K, size_t row_bytes) {
-    const int lane = threadIdx.x & 31;
-    const int64_t n = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
-    const int64_t m0 = int64_t(blockIdx.y) * MR;
-    if (n >= N) return;
-    const int n_rows = int(M - m0 < MR ? M - m0 : MR);
-    const uint8_t* row = w + size_t(n) * row_bytes;
-    const float* xr = x + m0 * K;
-
-    float acc[MR];
-#pragma unroll
-    for (int r = 0; r < MR; r++) acc[r] = 0.0f;
-
+__device__ __forceinline__ void row_dot_blocks(const uint8_t* row, const float* xr, int64_t K, int n_rows, int lane,
+                                               float (&acc)[MR]) {
     const int64_t n_groups = K / 8;
-    for (int64_t g = lane; g < n_groups; g += 32) {
-        float wv[8];
-        dequant8<DT>(row, g, wv);
+    for (int64_t g0 = lane; g0 < n_groups; g0 += 32 * kUnroll) {
+        float wv[kUnroll][8];
 #pragma unroll
-        for (int r = 0; r < MR; r++) {
-            if (r < n_rows) {
-                const float* xp = xr + r * K + 8 * g;
+        for (int u = 0; u < kUnroll; u++)
+            if (g0 + 32 * u < n_groups) dequant8<DT>(row, g0 + 32 * u, wv[u]);
 #pragma unroll
-                for (int i = 0; i < 8; i++) acc[r] = fmaf(wv[i], xp[i], acc[r]);
+        for (int u = 0; u < kUnroll; u++) {
+            const int64_t g = g0 + 32 * u;
+            if (g >= n_groups) break;
+#pragma unroll
+            for (int r = 0; r < MR; r++) {
+                if (r < n_rows) {
+                    const float* xp = xr + r * K + 8 * g;
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[r] = fmaf(wv[u][i], __ldg(xp + i), acc[r]);
+                }
             }
         }
     }
-    if constexpr (DT == DType::F32 || DT == DType::F16 || DT == DType::BF16) {
-        // Plain rows may end in a partial group.
-        const int64_t e = n_groups * 8 + lane;
-        if (e < K) {
-            const float wv = load1<DT>(row, e);
+}
+
+// 16 bytes of a plain row as f32: 8 halves or 4 floats.
+template <DType DT>
+__device__ __forceinline__ void unpack16(const uint4& v, float* f) {
+    if constexpr (DT == DType::F32) {
+        f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y), f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
+    } else {
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-            for (int r = 0; r < MR; r++)
-                if (r < n_rows) acc[r] = fmaf(wv, xr[r * K + e], acc[r]);
+        for (int i = 0; i < 4; i++) {
+            if constexpr (DT == DType::F16) {
+                const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
+                f[2 * i] = p.x, f[2 * i + 1] = p.y;
+            } else {
+                f[2 * i] = __uint_as_float(u[i] << 16), f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+            }
         }
     }
+}
+
+// Plain F32 / F16 / BF16 rows of whole 16-byte vectors: kUnroll 16-byte loads in flight per lane (evict-first:
+// the weights are read once per step), x through the read-only cache. Requires 16-byte aligned rows and x.
+template <DType DT, int MR>
+__device__ __forceinline__ void row_dot_vec(const uint8_t* row_bytes_ptr, const float* xr, int64_t K, int n_rows,
+                                            int lane, float (&acc)[MR]) {
+    constexpr int kPer = DT == DType::F32 ? 4 : 8;  // elements per 16-byte vector
+    const uint4* row = reinterpret_cast<const uint4*>(row_bytes_ptr);
+    const int64_t n_vec = K / kPer;
+    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * kUnroll) {
+        uint4 wv[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++)
+            if (v0 + 32 * u < n_vec) wv[u] = __ldcs(row + v0 + 32 * u);
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++) {
+            const int64_t v = v0 + 32 * u;
+            if (v >= n_vec) break;
+            float wf[kPer];
+            unpack16<DT>(wv[u], wf);
+#pragma unroll
+            for (int r = 0; r < MR; r++) {
+                if (r < n_rows) {
+                    const float4* xp = reinterpret_cast<const float4*>(xr + r * K + kPer * v);
+#pragma unroll
+                    for (int h = 0; h < kPer / 4; h++) {
+                        const float4 a = __ldg(xp + h);
+                        acc[r] = fmaf(wf[4 * h], a.x, acc[r]);
+                        acc[r] = fmaf(wf[4 * h + 1], a.y, acc[r]);
+                        acc[r] = fmaf(wf[4 * h + 2], a.z, acc[r]);
+                        acc[r] = fmaf(wf[4 * h + 3], a.w, acc[r]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Plain rows that are not whole aligned 16-byte vectors: element-wise loads.
+template <DType DT, int MR>
+__device__ __forceinline__ void row_dot_any(const uint8_t* row, const float* xr, int64_t K, int n_rows, int lane,
+                                            float (&acc)[MR]) {
+    for (int64_t e = lane; e < K; e += 32) {
+        const float wv = load1<DT>(row, e);
+#pragma unroll
+        for (int r = 0; r < MR; r++)
+            if (r < n_rows) acc[r] = fmaf(wv, xr[r * K + e], acc[r]);
+    }
+}
+
+enum class RowPath { Blocks, Vec, Any };
+
+template <DType DT, int MR, RowPath P>
+__device__ __forceinline__ void row_dot(const uint8_t* row, const float* xr, int64_t K, int n_rows, int lane,
+                                        float (&acc)[MR]) {
+    if constexpr (P == RowPath::Blocks) row_dot_blocks<DT, MR>(row, xr, K, n_rows, lane, acc);
+    else if constexpr (P == RowPath::Vec) row_dot_vec<DT, MR>(row, xr, K, n_rows, lane, acc);
+    else row_dot_any<DT, MR>(row, xr, K, n_rows, lane, acc);
+}
+
+template <int MR>
+__device__ __forceinline__ void warp_reduce(float (&acc)[MR]) {
+#pragma unroll
+    for (int r = 0; r < MR; r++)
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+}
+
+// out_j[m, n] = x[m] . w_j[n] for every row of every job (one warp per row).
+template <DType DT, int MR, RowPath P>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+gemv_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K, size_t row_bytes) {
+    const int lane = threadIdx.x & 31;
+    const int64_t g = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+    if (g >= b.first_row[b.n_jobs]) return;
+    int j = 0;
+    while (g >= b.first_row[j + 1]) j++;
+    const int64_t n = g - b.first_row[j], N = b.n[j];
+    const int64_t m0 = int64_t(blockIdx.y) * MR;
+    const int n_rows = int(M - m0 < MR ? M - m0 : MR);
+    float acc[MR];
+#pragma unroll
+    for (int r = 0; r < MR; r++) acc[r] = 0.0f;
+    row_dot<DT, MR, P>(b.w[j] + size_t(n) * row_bytes, x + m0 * K, K, n_rows, lane, acc);
+    warp_reduce(acc);
+#pragma unroll
+    for (int r = 0; r < MR; r++)
+        if (lane == 0 && r < n_rows) b.out[j][(m0 + r) * N + n] = acc[r];
+}
+
+// out[m, n] = act(x[m] . gate[n]) * (x[m] . up[n]): the two dot products exactly as gemv_kernel computes them and
+// the activation as activation.cu computes it.
+template <DType DT, int MR, RowPath P, bool kSilu>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+gemv_gated_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg, const uint8_t* __restrict__ wu,
+                  const float* __restrict__ x, int64_t M, int64_t N, int64_t K, size_t row_bytes) {
+    const int lane = threadIdx.x & 31;
+    const int64_t n = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+    if (n >= N) return;
+    const int64_t m0 = int64_t(blockIdx.y) * MR;
+    const int n_rows = int(M - m0 < MR ? M - m0 : MR);
+    float ag[MR], au[MR];
+#pragma unroll
+    for (int r = 0; r < MR; r++) ag[r] = au[r] = 0.0f;
+    row_dot<DT, MR, P>(wg + size_t(n) * row_bytes, x + m0 * K, K, n_rows, lane, ag);
+    row_dot<DT, MR, P>(wu + size_t(n) * row_bytes, x + m0 * K, K, n_rows, lane, au);
+    warp_reduce(ag);
+    warp_reduce(au);
 #pragma unroll
     for (int r = 0; r < MR; r++) {
-        float v = acc[r];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0 && r < n_rows) out[(m0 + r) * N + n] = v;
+        if (lane == 0 && r < n_rows) {
+            const float g = ag[r];
+            float a;
+            if constexpr (kSilu) {
+                a = g / (1.0f + expf(-g));
+            } else {
+                constexpr float kC = 0.7978845608028654f;
+                a = g / (1.0f + expf(-2.0f * kC * (g + 0.044715f * g * g * g)));
+            }
+            out[(m0 + r) * N + n] = a * au[r];
+        }
     }
 }
 
 template <DType DT>
-void launch_dt(float* out, const float* x, const void* w, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
-    const size_t row_bytes = dtype_row_bytes(DT, K);
-    const dim3 block(kWarpsPerBlock * 32);
-    const unsigned gx = unsigned((N + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    const auto* wb = static_cast<const uint8_t*>(w);
-    // Rows per launch group: the fewest of 1, 2, 4, 8 that covers M (M <= 8), so w is read once.
-    if (M == 1) gemv_kernel<DT, 1><<<dim3(gx, 1), block, 0, stream>>>(out, x, wb, M, N, K, row_bytes);
-    else if (M == 2) gemv_kernel<DT, 2><<<dim3(gx, 1), block, 0, stream>>>(out, x, wb, M, N, K, row_bytes);
-    else if (M <= 4) gemv_kernel<DT, 4><<<dim3(gx, 1), block, 0, stream>>>(out, x, wb, M, N, K, row_bytes);
-    else gemv_kernel<DT, 8><<<dim3(gx, unsigned((M + 7) / 8)), block, 0, stream>>>(out, x, wb, M, N, K, row_bytes);
+RowPath row_path(const GemvBatch& b, const float* x, int64_t K) {
+    if constexpr (DT == DType::F32 || DT == DType::F16 || DT == DType::BF16) {
+        constexpr int kPer = DT == DType::F32 ? 4 : 8;
+        uintptr_t bits = reinterpret_cast<uintptr_t>(x);
+        for (int j = 0; j < b.n_jobs; j++) bits |= reinterpret_cast<uintptr_t>(b.w[j]);
+        return K % kPer == 0 && bits % 16 == 0 ? RowPath::Vec : RowPath::Any;
+    } else {
+        return RowPath::Blocks;
+    }
 }
+
+// Calls f.template operator()<MR, P>() with the row group MR covering M (the fewest of 1, 2, 4, 8, so w is read
+// once for M <= 8) and the row path.
+template <DType DT, typename F>
+void dispatch_rows(int64_t M, RowPath p, F&& f) {
+    auto with_path = [&]<int MR>() {  // only the paths a dtype can take are instantiated
+        if constexpr (DT == DType::F32 || DT == DType::F16 || DT == DType::BF16) {
+            if (p == RowPath::Vec) f.template operator()<MR, RowPath::Vec>();
+            else f.template operator()<MR, RowPath::Any>();
+        } else {
+            (void)p;
+            f.template operator()<MR, RowPath::Blocks>();
+        }
+    };
+    if (M == 1) with_path.template operator()<1>();
+    else if (M == 2) with_path.template operator()<2>();
+    else if (M <= 4) with_path.template operator()<4>();
+    else with_path.template operator()<8>();
+}
+
+unsigned row_groups(int64_t M) { return M <= 4 ? 1u : unsigned((M + 7) / 8); }
 
 }  // namespace
 
@@ -76,9 +228,52 @@ bool gemv_supported(DType w_dtype) {
     return kernel_weight_dtype(w_dtype);
 }
 
+void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_dtype, int64_t M, int64_t K,
+                       cudaStream_t stream) {
+    GemvBatch b{};
+    b.n_jobs = n_jobs;
+    b.first_row[0] = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        b.w[j] = static_cast<const uint8_t*>(jobs[j].w);
+        b.out[j] = jobs[j].out;
+        b.n[j] = jobs[j].n;
+        b.first_row[j + 1] = b.first_row[j] + jobs[j].n;
+    }
+    if (b.first_row[n_jobs] <= 0 || M <= 0) return;
+    const unsigned gx = unsigned((b.first_row[n_jobs] + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    dispatch_weight_dtype(w_dtype, [&]<DType DT>() {
+        const size_t row_bytes = dtype_row_bytes(DT, K);
+        dispatch_rows<DT>(M, row_path<DT>(b, x, K), [&]<int MR, RowPath P>() {
+            gemv_kernel<DT, MR, P><<<dim3(gx, row_groups(M)), kWarpsPerBlock * 32, 0, stream>>>(b, x, M, K, row_bytes);
+        });
+    });
+}
+
 void launch_gemv(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K,
                  cudaStream_t stream) {
-    dispatch_weight_dtype(w_dtype, [&]<DType DT>() { launch_dt<DT>(out, x, w, M, N, K, stream); });
+    const GemvJob job{w, out, N};
+    launch_gemv_multi(&job, 1, x, w_dtype, M, K, stream);
+}
+
+void launch_gemv_gated(float* out, const float* x, DType w_dtype, const void* w_gate, const void* w_up, int64_t M,
+                       int64_t N, int64_t K, bool silu, cudaStream_t stream) {
+    if (N <= 0 || M <= 0) return;
+    GemvBatch b{};  // for the row-path check only
+    b.n_jobs = 2;
+    b.w[0] = static_cast<const uint8_t*>(w_gate), b.w[1] = static_cast<const uint8_t*>(w_up);
+    const unsigned gx = unsigned((N + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    dispatch_weight_dtype(w_dtype, [&]<DType DT>() {
+        const size_t row_bytes = dtype_row_bytes(DT, K);
+        dispatch_rows<DT>(M, row_path<DT>(b, x, K), [&]<int MR, RowPath P>() {
+            const dim3 grid(gx, row_groups(M));
+            if (silu)
+                gemv_gated_kernel<DT, MR, P, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(
+                    out, b.w[0], b.w[1], x, M, N, K, row_bytes);
+            else
+                gemv_gated_kernel<DT, MR, P, false><<<grid, kWarpsPerBlock * 32, 0, stream>>>(
+                    out, b.w[0], b.w[1], x, M, N, K, row_bytes);
+        });
+    });
 }
 
 }  // namespace osprey::backend::cuda

@@ -6,31 +6,100 @@ namespace osprey::backend::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kMaxVecPerThread = 8;  // rows of up to 256 * 8 * 4 = 8192 elements stay in registers
 
-__global__ void __launch_bounds__(kThreads) rms_norm_kernel(float* out, const float* x, const float* w, int64_t d,
-                                                            float eps) {
-    __shared__ float partial[kThreads / 32];
-    const float* xr = x + int64_t(blockIdx.x) * d;
-    float* orow = out + int64_t(blockIdx.x) * d;
-    float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < d; i += kThreads) ss = fmaf(xr[i], xr[i], ss);
-    ss = warp_sum(ss);
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+// Sum over the block in a fixed order (warps, then the warp totals in order): batch-invariant.
+__device__ __forceinline__ float block_sum(float v, float* partial) {
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
     __syncthreads();
     float total = 0.0f;
 #pragma unroll
     for (int i = 0; i < kThreads / 32; i++) total += partial[i];
-    const float inv = 1.0f / sqrtf(total / float(d) + eps);
+    return total;
+}
+
+// Rows whose length is a multiple of 4 and at most 4 * kThreads * kMaxVecPerThread: the row (after the optional
+// residual add, which is written back to x) is held in registers as float4, so x is read once.
+// out may alias x (every element is read before any is written).
+template <bool kAdd>
+__global__ void __launch_bounds__(kThreads) rms_norm_vec_kernel(float* out, float* x, const float* delta,
+                                                                const float* w, int64_t d, float eps) {
+    __shared__ float partial[kThreads / 32];
+    const int64_t n_vec = d / 4;
+    float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * d);
+    const float4* dr = reinterpret_cast<const float4*>(delta + (kAdd ? int64_t(blockIdx.x) * d : 0));
+    float4 v[kMaxVecPerThread];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMaxVecPerThread; k++) {
+        const int64_t i = threadIdx.x + int64_t(k) * kThreads;
+        if (i < n_vec) {
+            v[k] = xr[i];
+            if constexpr (kAdd) {
+                const float4 a = dr[i];
+                v[k].x += a.x, v[k].y += a.y, v[k].z += a.z, v[k].w += a.w;
+                xr[i] = v[k];
+            }
+            ss = fmaf(v[k].x, v[k].x, ss);
+            ss = fmaf(v[k].y, v[k].y, ss);
+            ss = fmaf(v[k].z, v[k].z, ss);
+            ss = fmaf(v[k].w, v[k].w, ss);
+        }
+    }
+    const float inv = 1.0f / sqrtf(block_sum(ss, partial) / float(d) + eps);
+    float4* orow = reinterpret_cast<float4*>(out + int64_t(blockIdx.x) * d);
+    const float4* wr = reinterpret_cast<const float4*>(w);
+#pragma unroll
+    for (int k = 0; k < kMaxVecPerThread; k++) {
+        const int64_t i = threadIdx.x + int64_t(k) * kThreads;
+        if (i < n_vec) {
+            const float4 g = wr[i];
+            orow[i] = make_float4(v[k].x * inv * g.x, v[k].y * inv * g.y, v[k].z * inv * g.z, v[k].w * inv * g.w);
+        }
+    }
+}
+
+// Any row length: two passes over the row.
+template <bool kAdd>
+__global__ void __launch_bounds__(kThreads) rms_norm_kernel(float* out, float* x, const float* delta, const float* w,
+                                                            int64_t d, float eps) {
+    __shared__ float partial[kThreads / 32];
+    float* xr = x + int64_t(blockIdx.x) * d;
+    float* orow = out + int64_t(blockIdx.x) * d;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) {
+        float v = xr[i];
+        if constexpr (kAdd) v += delta[int64_t(blockIdx.x) * d + i], xr[i] = v;
+        ss = fmaf(v, v, ss);
+    }
+    const float inv = 1.0f / sqrtf(block_sum(ss, partial) / float(d) + eps);
     // Each thread rewrites only the elements it read, after the whole row was reduced: out may alias x.
     for (int64_t i = threadIdx.x; i < d; i += kThreads) orow[i] = xr[i] * inv * w[i];
+}
+
+template <bool kAdd>
+void launch(float* out, float* x, const float* delta, const float* w, int64_t rows, int64_t d, float eps,
+            cudaStream_t stream) {
+    if (rows <= 0) return;
+    const bool aligned = (reinterpret_cast<uintptr_t>(out) | reinterpret_cast<uintptr_t>(x) |
+                          reinterpret_cast<uintptr_t>(delta) | reinterpret_cast<uintptr_t>(w)) % 16 == 0;
+    if (d % 4 == 0 && d <= int64_t(4) * kThreads * kMaxVecPerThread && aligned)
+        rms_norm_vec_kernel<kAdd><<<unsigned(rows), kThreads, 0, stream>>>(out, x, delta, w, d, eps);
+    else
+        rms_norm_kernel<kAdd><<<unsigned(rows), kThreads, 0, stream>>>(out, x, delta, w, d, eps);
 }
 
 }  // namespace
 
 void launch_rms_norm(float* out, const float* x, const float* w, int64_t rows, int64_t d, float eps,
                      cudaStream_t stream) {
-    if (rows <= 0) return;
-    rms_norm_kernel<<<unsigned(rows), kThreads, 0, stream>>>(out, x, w, d, eps);
+    launch<false>(out, const_cast<float*>(x), nullptr, w, rows, d, eps, stream);
+}
+
+void launch_add_rms_norm(float* x, const float* delta, float* out, const float* w, int64_t rows, int64_t d, float eps,
+                         cudaStream_t stream) {
+    launch<true>(out, x, delta, w, rows, d, eps, stream);
 }
 
 }  // namespace osprey::backend::cuda

@@ -327,3 +327,130 @@ TEST_F(BackendOps, KvWrite) {
     }
 }
 
+
+// The residual step fused: x += delta (written back), out = rms_norm(x) * w; against the CPU backend's
+// add + rms_norm, both for rows that take the register path (d % 4 == 0, <= 8192) and the generic one.
+TEST_F(BackendOps, AddRmsNorm) {
+    struct Case {
+        int64_t rows, d;
+    };
+    for (const Case c : {Case{1, 64}, Case{7, 77}, Case{1, 4096}, Case{256, 4096}, Case{3, 8192}, Case{2, 10240}}) {
+        const std::vector<float> x = random_floats(size_t(c.rows * c.d), 23, -3, 3);
+        const std::vector<float> dl = random_floats(size_t(c.rows * c.d), 24, -1, 1);
+        const std::vector<float> w = random_floats(size_t(c.d), 25);
+        DevTensor xg(gpu(), DType::F32, {c.rows, c.d}, x.data()), xc(cpu(), DType::F32, {c.rows, c.d}, x.data());
+        DevTensor dg(gpu(), DType::F32, {c.rows, c.d}, dl.data()), dc(cpu(), DType::F32, {c.rows, c.d}, dl.data());
+        DevTensor wg(gpu(), DType::F32, {c.d}, w.data()), wc(cpu(), DType::F32, {c.d}, w.data());
+        DevTensor og(gpu(), DType::F32, {c.rows, c.d}), oc(cpu(), DType::F32, {c.rows, c.d});
+        gpu().add_rms_norm(xg.t, dg.t, og.t, wg.t, 1e-6f);
+        cpu().add(xc.t, xc.t, dc.t);
+        cpu().rms_norm(oc.t, xc.t, wc.t, 1e-6f);
+        const std::string what = fmt::format("rows={} d={}", c.rows, c.d);
+        expect_close("add_rms_norm (x)", what, fetch(xg, "x"), fetch(xc, "x cpu"), 0.0);
+        expect_close("add_rms_norm (out)", what, fetch(og, "out"), fetch(oc, "out cpu"), 1e-12);
+    }
+}
+
+// RoPE on q and k then the KV write, fused: against the CPU backend's rope, rope, kv_write.
+TEST_F(BackendOps, RopeKvWrite) {
+    const int bs = 16, n_blocks = 8, n_q = 8, n_kv = 2;
+    for (int hd : {64, 128}) {
+        for (bool neox : {true, false}) {
+            for (DType kv_dt : {DType::F32, DType::F16}) {
+                const int64_t T = 37, row = int64_t(n_kv) * hd;
+                std::vector<int32_t> slots(size_t(n_blocks * bs));
+                std::iota(slots.begin(), slots.end(), 0);
+                std::shuffle(slots.begin(), slots.end(), std::mt19937(71));
+                slots.resize(size_t(T));
+                slots[5] = -1;
+                std::vector<int32_t> pos = random_ints(size_t(T), 0, 32767, 72);
+                std::vector<float> inv(size_t(hd / 2));
+                for (int i = 0; i < hd / 2; i++) inv[size_t(i)] = std::pow(500000.0f, -2.0f * float(i) / float(hd));
+                const std::vector<float> q = random_floats(size_t(T * n_q * hd), 73), k = random_floats(size_t(T * row), 74),
+                                         v = random_floats(size_t(T * row), 75);
+                const size_t pool_bytes = size_t(n_blocks * bs * row) * (kv_dt == DType::F16 ? 2 : 4);
+                const std::vector<uint8_t> pool(pool_bytes, 0);
+                auto run = [&](Backend& be, bool fused) {
+                    DevTensor kp(be, kv_dt, {n_blocks, bs, n_kv, hd}, pool.data()), vp(be, kv_dt, {n_blocks, bs, n_kv, hd}, pool.data());
+                    DevTensor qt(be, DType::F32, {T, int64_t(n_q) * hd}, q.data()), kt(be, DType::F32, {T, row}, k.data()),
+                        vt(be, DType::F32, {T, row}, v.data());
+                    DevTensor st(be, DType::I32, {T}, slots.data()), pt(be, DType::I32, {T}, pos.data());
+                    DevTensor ft(be, DType::F32, {hd / 2}, inv.data());
+                    AttentionBatch batch;
+                    batch.n_tokens = int(T);
+                    batch.slot_mapping = st.t;
+                    batch.positions = pt.t;
+                    const RopeParams rq{n_q, hd, hd, neox}, rk{n_kv, hd, hd, neox};
+                    const KvLayerView kv{kp.t, vp.t, bs};
+                    if (fused) {
+                        be.rope_kv_write(qt.t, kt.t, vt.t, ft.t, rq, rk, kv, batch);
+                    } else {
+                        be.rope(qt.t, pt.t, ft.t, rq);
+                        be.rope(kt.t, pt.t, ft.t, rk);
+                        be.kv_write(kv, kt.t, vt.t, batch);
+                    }
+                    std::vector<uint8_t> bytes = kp.all_bytes(), vb = vp.all_bytes();
+                    bytes.insert(bytes.end(), vb.begin(), vb.end());
+                    return std::make_pair(fetch(qt, "q"), bytes);
+                };
+                const auto g = run(gpu(), true), c = run(cpu(), false);
+                const std::string what = fmt::format("{} hd={} neox={}", dtype_name(kv_dt), hd, neox);
+                expect_close("rope_kv_write (q)", what, g.first, c.first, 1e-12);
+                // Pools as floats (f16 entries widened): the rotation may round differently by an ulp (fma), which
+                // an f16 store can turn into one f16 ulp, so f16 pools get the f16-rounding threshold.
+                auto as_floats = [&](const std::vector<uint8_t>& bytes) {
+                    const size_t n = bytes.size() / (kv_dt == DType::F16 ? 2 : 4);
+                    std::vector<float> f(n);
+                    for (size_t i = 0; i < n; i++) {
+                        if (kv_dt == DType::F16) {
+                            uint16_t h;
+                            std::memcpy(&h, bytes.data() + 2 * i, 2);
+                            f[i] = fp16_to_fp32(h);
+                        } else {
+                            std::memcpy(&f[i], bytes.data() + 4 * i, 4);
+                        }
+                    }
+                    return f;
+                };
+                expect_close("rope_kv_write (pool)", what, as_floats(g.second), as_floats(c.second),
+                             kv_dt == DType::F16 ? 1e-7 : 1e-12);
+            }
+        }
+    }
+}
+
+// One launch for several weights (q/k/v) and the gate/up pair with its activation: bit-identical to the separate
+// GPU ops (the same warp reduction per output), for plain and block dtypes and every small-M row group.
+TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
+    const int64_t K = 512;
+    for (DType dt : {DType::BF16, DType::F32, DType::Q8_0, DType::Q4_K}) {
+        for (int64_t M : {int64_t(1), int64_t(3), int64_t(8)}) {
+            const int64_t ns[3] = {96, 32, 32};
+            std::vector<std::vector<uint8_t>> w;
+            for (int i = 0; i < 3; i++) w.push_back(random_weights(dt, ns[i], K, uint32_t(80 + i)));
+            const std::vector<float> x = random_floats(size_t(M * K), 84);
+            DevTensor xg(gpu(), DType::F32, {M, K}, x.data());
+            std::vector<std::unique_ptr<DevTensor>> wg, multi, single;
+            for (int i = 0; i < 3; i++) {
+                wg.emplace_back(new DevTensor(gpu(), dt, {ns[i], K}, w[size_t(i)].data()));
+                multi.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
+                single.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
+            }
+            Tensor outs[3] = {multi[0]->t, multi[1]->t, multi[2]->t};
+            const Tensor ws[3] = {wg[0]->t, wg[1]->t, wg[2]->t};
+            gpu().matmul_multi(outs, xg.t, ws);
+            for (int i = 0; i < 3; i++) gpu().matmul(single[size_t(i)]->t, xg.t, wg[size_t(i)]->t);
+            const std::string what = fmt::format("{} M={}", dtype_name(dt), M);
+            for (int i = 0; i < 3; i++)
+                expect_close("matmul_multi", what, fetch(*multi[size_t(i)], "multi"), fetch(*single[size_t(i)], "single"), 0.0);
+            for (Activation act : {Activation::Silu, Activation::GeluTanh}) {
+                DevTensor gate(gpu(), DType::F32, {M, 32}), up(gpu(), DType::F32, {M, 32});
+                gpu().gated_matmul(gate.t, up.t, xg.t, wg[1]->t, wg[2]->t, act);
+                DevTensor ref(gpu(), DType::F32, {M, 32});
+                gpu().gated_activation(ref.t, single[1]->t, single[2]->t, act);
+                expect_close("gated_matmul", what + (act == Activation::Silu ? " silu" : " gelu"), fetch(gate, "gated"),
+                             fetch(ref, "separate"), 0.0);
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 // 512-bit kernels for the 32-element block types that take two blocks per instruction.
 // GCC 12 flags its own AVX-512 intrinsic headers (false positive on __Y).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #define OSP_SIMD_NS osprey_simd_avx512
 #define OSP_VNNI 1
 #include "backend/cpu/simd_kernels_impl.h"
@@ -300,6 +301,8 @@ inline __m512 load8w_masked(const void* w, int64_t k) {  // lanes 0..7 = w[k..k+
     }
 }
 
+constexpr int kPrefetchRowsFloat = 8;  // weight rows ahead (batch 1 streams every row once)
+
 template <DType T, int R, int NW>
 void tile_dot_float(const QuantAct& a, int64_t m0, const void* w, size_t row_bytes, float* out, int64_t os) {
     const int64_t K = a.k;
@@ -308,8 +311,12 @@ void tile_dot_float(const QuantAct& a, int64_t m0, const void* w, size_t row_byt
     for (int r = 0; r < R; r++)
         for (int j = 0; j < NW; j++) acc[r][j] = _mm512_setzero_ps();
     int64_t k = 0;
+    constexpr int64_t kElemBytes = T == DType::F32 ? 4 : 2;
     for (; k + 16 <= K; k += 16) {
         __m512 wv[NW];
+        if ((k * kElemBytes) % 64 == 0 || kElemBytes == 4)  // one prefetch per cache line of each weight row
+            for (int j = 0; j < NW; j++)
+                _mm_prefetch(wb + (j + kPrefetchRowsFloat) * row_bytes + k * kElemBytes, _MM_HINT_T0);
         for (int j = 0; j < NW; j++) wv[j] = load16w<T>(wb + j * row_bytes, k);
         for (int r = 0; r < R; r++) {
             const __m512 xv = _mm512_loadu_ps(a.xf + (m0 + r) * K + k);

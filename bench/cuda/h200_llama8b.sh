@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Llama-3.1-8B-shaped bf16 on one H200: osprey synth, Osprey's decode/prefill speed and teacher-forced scores,
+# then transformers on the same weights (agreement, its own speed, copy bandwidth and bf16 matmul rate measured in
+# the same run). Runs on the GPU machine from binaries built here and carried in .devcarry, or packed in .devcarry2/pack.tar.xz (osprey, test_backend_ops,
+# the shared libraries they need, the Llama-3 tokenizer and the evaluation text). Results under $OUT.
+#   STEPS="ops synth osprey hf" (default all)
+set -u -o pipefail
+C=.devcarry
+# The carried files may come packed (tar.xz) to fit the transfer limit.
+if [ -f .devcarry2/pack.tar.xz ]; then mkdir -p $C && tar xJf .devcarry2/pack.tar.xz -C $C; fi
+OUT=${OUT:-/tmp/out}
+M=${MODEL_DIR:-/tmp/llama8b}
+STEPS=${STEPS:-"ops synth osprey hf"}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/$C/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+for d in $(find / -xdev -name 'libcublas.so.13*' -printf '%h\n' 2>/dev/null | sort -u); do
+  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+ldd $C/osprey | grep "not found"
+step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
+if step ops; then
+  s=$(date +%s)
+  timeout 240 $C/test_backend_ops > "$OUT/backend_ops.txt" 2>&1
+  echo "backend_ops rc=$? $(( $(date +%s) - s )) s: $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/backend_ops.txt" | tr '\n' ' ')"
+  grep -E "FAILED|Failure" -A4 "$OUT/backend_ops.txt" | head -30
+fi
+if step synth; then
+  s=$(date +%s)
+  [ -f "$M/config.json" ] || $C/osprey synth --shape llama-3.1-8b --dtype bf16 --tokenizer $C/llama3 -o "$M" > "$OUT/synth.txt" 2>&1
+  echo "synth rc=$? $(( $(date +%s) - s )) s"; du -sh "$M"
+fi
+if step osprey; then
+  T=$C/wikitext-2-raw-test.txt
+  for run in "decode 512 128" "prefill 4096 1"; do
+    set -- $run
+    /usr/bin/time -v $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens $2 -n $3 --ignore-eos --no-bos \
+      --stats-json "$OUT/osprey_$1.json" > /dev/null 2> "$OUT/osprey_$1.log"
+    echo "osprey $1 rc=$?: $(grep -E 'tokens/s' "$OUT/osprey_$1.log" | tail -1)"
+    grep -E "Maximum resident|Elapsed" "$OUT/osprey_$1.log"
+  done
+  s=$(date +%s)
+  $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 1024 --no-bos --score-out /tmp/osprey_score.json \
+    2> "$OUT/osprey_score.log" > /dev/null
+  echo "osprey score rc=$? $(( $(date +%s) - s )) s"; tail -2 "$OUT/osprey_score.log"
+fi
+if step hf; then
+  s=$(date +%s)
+  PYTHONUNBUFFERED=1 python3 bench/cuda/transformers_compare.py --model "$M" --score /tmp/osprey_score.json \
+    -o "$OUT/transformers.json" > "$OUT/transformers.log" 2>&1
+  echo "transformers rc=$? $(( $(date +%s) - s )) s"; tail -30 "$OUT/transformers.log"
+fi
+if step profile; then  # per-op GPU time of a decode run and a long prefill (OSPREY_CUDA_PROFILE)
+  T=$C/wikitext-2-raw-test.txt
+  OSPREY_CUDA_PROFILE=1 $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 512 -n 128 --ignore-eos --no-bos \
+    > /dev/null 2> "$OUT/profile_decode.txt"; tail -25 "$OUT/profile_decode.txt"
+  OSPREY_CUDA_PROFILE=1 $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 4096 -n 1 --ignore-eos --no-bos \
+    > /dev/null 2> "$OUT/profile_prefill.txt"; tail -25 "$OUT/profile_prefill.txt"
+fi
+if step variants; then  # GEMV kernel variants (OSPREY_GEMV_VARIANT, tuning only)
+  T=$C/wikitext-2-raw-test.txt
+  for v in ${VARIANTS:-0 1 2 3 4}; do
+    OSPREY_GEMV_VARIANT=$v $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 512 -n 128 --ignore-eos --no-bos \
+      > /dev/null 2> "$OUT/variant_$v.log"
+    echo "variant $v: $(grep -E 'tokens/s' "$OUT/variant_$v.log" | tail -1 | sed 's/.*decode/decode/')"
+  done
+fi
