@@ -201,20 +201,23 @@ __global__ void __launch_bounds__(kThreads, HDP <= 128 ? 2 : 1) prefill_tile_ker
         stage_tile<KV, HDP>(kvs, vpool, slots, kv_row, head_off, hd, vec_ok, tid);
         __syncthreads();
 
-#pragma unroll 2
-        for (int c = 0; c < kTile; c++) {
-            float p[4];
+        for (int c0 = 0; c0 < kTile; c0 += 4) {
+            float4 p4[4];  // weights of keys c0..c0+3 for each of the thread's rows
 #pragma unroll
-            for (int i = 0; i < 4; i++) p[i] = ps[(ty * 4 + i) * kPst + c];
+            for (int i = 0; i < 4; i++) p4[i] = *reinterpret_cast<const float4*>(ps + (ty * 4 + i) * kPst + c0);
 #pragma unroll
-            for (int jj = 0; jj < Sh::NJ; jj++) {
-                const float4 v = *reinterpret_cast<const float4*>(kvs + c * Sh::ST + jj * 64 + tx * 4);
+            for (int cc = 0; cc < 4; cc++) {
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    o[i][jj * 4 + 0] = fmaf(p[i], v.x, o[i][jj * 4 + 0]);
-                    o[i][jj * 4 + 1] = fmaf(p[i], v.y, o[i][jj * 4 + 1]);
-                    o[i][jj * 4 + 2] = fmaf(p[i], v.z, o[i][jj * 4 + 2]);
-                    o[i][jj * 4 + 3] = fmaf(p[i], v.w, o[i][jj * 4 + 3]);
+                for (int jj = 0; jj < Sh::NJ; jj++) {
+                    const float4 v = *reinterpret_cast<const float4*>(kvs + (c0 + cc) * Sh::ST + jj * 64 + tx * 4);
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const float p = cc == 0 ? p4[i].x : cc == 1 ? p4[i].y : cc == 2 ? p4[i].z : p4[i].w;
+                        o[i][jj * 4 + 0] = fmaf(p, v.x, o[i][jj * 4 + 0]);
+                        o[i][jj * 4 + 1] = fmaf(p, v.y, o[i][jj * 4 + 1]);
+                        o[i][jj * 4 + 2] = fmaf(p, v.z, o[i][jj * 4 + 2]);
+                        o[i][jj * 4 + 3] = fmaf(p, v.w, o[i][jj * 4 + 3]);
+                    }
                 }
             }
         }
