@@ -65,3 +65,11 @@ if step variants; then  # GEMV kernel variants (OSPREY_GEMV_VARIANT, tuning only
     echo "variant $v: $(grep -E 'tokens/s' "$OUT/variant_$v.log" | tail -1 | sed 's/.*decode/decode/')"
   done
 fi
+if step offline; then  # continuous vs static batching and KV waste: ShareGPT prompts, output lengths uniform in [26, 486]
+  for sched in continuous static; do
+    $C/osprey bench offline -m "$M" --device cuda --dataset sharegpt --dataset-path .devcarry2/sharegpt_v3_filtered_500.json \
+      --num-prompts ${OFFLINE_PROMPTS:-200} --output-len 256 --random-range-ratio 0.9 --max-num-seqs 64 --max-num-batched-tokens 2048 --scheduling $sched \
+      --save-result "$OUT/offline_$sched.json" > "$OUT/offline_$sched.txt" 2>&1
+    echo "offline $sched rc=$?"; grep -E "throughput|Output token|KV waste|Request|Preempt|Benchmark duration" "$OUT/offline_$sched.txt" | head -8
+  done
+fi

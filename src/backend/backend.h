@@ -14,6 +14,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "core/tensor.h"
 
@@ -98,6 +99,10 @@ class Backend {
     virtual void copy_to_host(void* dst, const void* src, size_t n_bytes) = 0;
     virtual void copy(void* dst, const void* src, size_t n_bytes) = 0;  // device to device
     virtual void synchronize() = 0;
+    // Device memory (free, total) in bytes for a GPU backend; {0, 0} for host memory (the CPU backend).
+    virtual std::pair<size_t, size_t> device_memory() const { return {0, 0}; }
+    // Bytes this backend holds through alloc() now (weights, workspaces, KV pool).
+    virtual size_t allocated_bytes() const { return 0; }
 
     // ---- capabilities (checked at model load; no silent fallback) ----
     virtual bool supports_matmul(DType weight_dtype) const = 0;

@@ -95,13 +95,17 @@ std::vector<SampleRequest> sample_sharegpt(const DatasetOptions& o, const tokeni
     std::mt19937_64 rng(o.seed);
     std::shuffle(entries.begin(), entries.end(), rng);
     std::vector<SampleRequest> out;
+    // A fixed output length varied per request by --random-range-ratio: uniform in [L (1 - r), L (1 + r)].
+    std::uniform_real_distribution<double> spread(1.0 - o.random_range_ratio, 1.0 + o.random_range_ratio);
     for (const Entry& e : entries) {
         if (int(out.size()) >= o.num_prompts) break;
         SampleRequest r;
         r.prompt = e.prompt;
         const bool fixed = o.sharegpt_output_len > 0;
         if (fixed) {
-            r.expected_output_len = o.sharegpt_output_len;
+            r.expected_output_len = o.random_range_ratio > 0
+                                        ? std::max(1, int(std::lround(o.sharegpt_output_len * spread(rng))))
+                                        : o.sharegpt_output_len;
         } else if (e.has_completion && tok) {
             r.expected_output_len = int(tok->encode(e.completion, false, false).size());
         } else if (!e.has_completion) {
@@ -120,8 +124,10 @@ std::vector<SampleRequest> sample_sharegpt(const DatasetOptions& o, const tokeni
         out.push_back(std::move(r));
     }
     if (int(out.size()) < o.num_prompts)
-        raise(ErrorCode::InvalidArgument, "{}: only {} usable prompts for --num-prompts {}", o.path, out.size(),
-              o.num_prompts);
+        raise(ErrorCode::InvalidArgument,
+              "{}: only {} usable prompts for --num-prompts {} (conversations without a reply need an output length: "
+              "--sharegpt-output-len / --output-len)",
+              o.path, out.size(), o.num_prompts);
     return out;
 }
 

@@ -35,7 +35,8 @@ struct DatasetOptions {
     int random_input_len = 1024;
     int random_output_len = 128;
     double random_range_ratio = 0.0;  // in [0, 1)
-    int sharegpt_output_len = 0;      // 0: from the gpt turn (then a tokenizer or --sharegpt-output-len is needed)
+    int sharegpt_output_len = 0;      // 0: from the gpt turn (then a tokenizer or --sharegpt-output-len is needed);
+                                      // with random_range_ratio > 0, varied per request as the random dataset's
 };
 
 // Throws Error(InvalidArgument/NotFound/InvalidFile) for bad options or a bad file; Error(InvalidArgument) when

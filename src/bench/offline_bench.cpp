@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "backend/cpu/cpu_backend.h"
+#include "backend/backend.h"
 #include "core/error.h"
 #include "engine/model_loader.h"
 #include "tokenizer/tokenizer.h"
@@ -33,9 +33,9 @@ struct Tracker {
 
 }  // namespace
 
-OfflineResult run_offline(const OfflineConfig& c) {
+OfflineResult run_offline(const OfflineConfig& c, backend::Backend& be) {
     const std::string path = c.model.empty() ? engine::default_model_path() : c.model;
-    auto backend = backend::make_cpu_backend(c.threads);
+    backend::Backend* backend = &be;
     engine::LoadOptions lo;
     engine::LoadedModel m = engine::load_model(path, *backend, lo);
     if (!m.tokenizer) raise(ErrorCode::NotFound, "{}: the model has no tokenizer", path);
@@ -136,6 +136,12 @@ nlohmann::json offline_json(const OfflineResult& r, const OfflineConfig& c) {
     j["output_tokens_per_second"] = r.output_tokens_per_second;
     j["n_preemptions"] = r.stats.n_preemptions;
     j["n_steps"] = r.stats.n_steps;
+    // KV memory waste: allocated-but-unfilled token slots over allocated slots, summed over the engine's steps.
+    j["kv_slots_allocated"] = r.stats.kv_slots_allocated;
+    j["kv_slots_used"] = r.stats.kv_slots_used;
+    j["kv_waste_ratio"] = r.stats.kv_slots_allocated > 0
+                              ? 1.0 - double(r.stats.kv_slots_used) / double(r.stats.kv_slots_allocated)
+                              : 0.0;
     const std::pair<const char*, const MetricSummary*> ms[] = {{"ttft", &r.ttft}, {"tpot", &r.tpot}, {"e2el", &r.e2el}};
     for (const auto& [name, s] : ms) {
         j[fmt::format("mean_{}_ms", name)] = s->mean;
@@ -157,6 +163,9 @@ std::string format_offline(const OfflineResult& r) {
     line("Output token throughput (tok/s):", fmt::format("{:.2f}", r.output_tokens_per_second));
     line("Total token throughput (tok/s):", fmt::format("{:.2f}", r.total_tokens_per_second));
     line("Preemptions / engine steps:", fmt::format("{} / {}", r.stats.n_preemptions, r.stats.n_steps));
+    if (r.stats.kv_slots_allocated > 0)
+        line("KV waste (unfilled / allocated slots):",
+             fmt::format("{:.2f}%", 100.0 * (1.0 - double(r.stats.kv_slots_used) / double(r.stats.kv_slots_allocated))));
     const std::pair<const char*, const MetricSummary*> ms[] = {{"TTFT", &r.ttft}, {"TPOT", &r.tpot}, {"E2EL", &r.e2el}};
     for (const auto& [name, m] : ms) {
         std::string pct;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/backend.h"
 #include "bench/dataset.h"
 #include "bench/stats.h"
 #include "engine/engine.h"
@@ -38,7 +39,8 @@ struct OfflineResult {
 };
 
 // Throws Error for a bad model, options or a request the engine rejects.
-OfflineResult run_offline(const OfflineConfig& config);
+// Runs on `backend` (the CPU or a GPU backend, chosen by the caller).
+OfflineResult run_offline(const OfflineConfig& config, backend::Backend& backend);
 
 // vLLM's throughput keys (elapsed_time, num_requests, total_num_tokens, requests_per_second, tokens_per_second)
 // plus output tokens per second and latency statistics.

@@ -218,6 +218,7 @@ struct OfflineOptions {
     std::string scheduling = "continuous";
     std::string kv_cache_memory;
     std::string kv_cache_dtype = "auto";
+    std::string device = "auto";
     std::string percentiles = "50,90,99";
     std::string save_result;
     int input_len = 0, output_len = 0;
@@ -244,11 +245,15 @@ size_t parse_size(const std::string& text) {
 void bench_offline(OfflineOptions& o) {
     bench::OfflineConfig& c = o.config;
     if (o.input_len > 0) c.dataset.random_input_len = o.input_len;
-    // Random prompts draw their output length from [L(1-r), L(1+r)] like their input length; ShareGPT prompts all
-    // get --output-len when it is given.
+    // Random prompts draw their output length from [L(1-r), L(1+r)] like their input length; ShareGPT prompts get
+    // --output-len when it is given, varied the same way when --random-range-ratio is set (for conversations
+    // without a reply to take the length from).
     if (o.output_len > 0) {
         c.dataset.random_output_len = o.output_len;
-        if (c.dataset.name != "random") c.output_len = o.output_len;
+        if (c.dataset.name != "random") {
+            if (c.dataset.random_range_ratio > 0) c.dataset.sharegpt_output_len = o.output_len;
+            else c.output_len = o.output_len;
+        }
     }
     if (!o.kv_cache_memory.empty()) c.engine.kv_cache_bytes = parse_size(o.kv_cache_memory);
     c.engine.kv_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
@@ -256,7 +261,8 @@ void bench_offline(OfflineOptions& o) {
     c.engine.validate();
     c.percentiles = bench::parse_percentiles(o.percentiles);
     c.progress = isatty(STDERR_FILENO);
-    bench::OfflineResult r = bench::run_offline(c);
+    auto backend = make_backend(o.device, c.threads);
+    bench::OfflineResult r = bench::run_offline(c, *backend);
     std::fputs(bench::format_offline(r).c_str(), stdout);
     if (!o.save_result.empty()) write_file(o.save_result, bench::offline_json(r, c).dump(2) + "\n");
 }
@@ -300,6 +306,10 @@ void register_bench_command(CLI::App& app) {
         ->check(CLI::IsMember({"continuous", "static"}))->capture_default_str();
     off->add_flag("!--no-ignore-eos", oo->config.ignore_eos, "Stop at EOS (default: generate the full length)");
     off->add_option("-t,--threads", oo->config.threads, "CPU threads (default: one per core)");
+    off->add_option("--device", oo->device, kDeviceHelp);
+    off->add_option("--gpu-memory-utilization", oo->config.engine.gpu_memory_utilization,
+                    "GPU: share of device memory for weights, activations and the KV cache")
+        ->check(CLI::Range(0.05, 1.0))->capture_default_str();
     off->add_option("--percentiles", oo->percentiles, "Percentiles")->capture_default_str();
     off->add_option("--save-result", oo->save_result, "Write the JSON result here");
     off->callback([oo] { bench_offline(*oo); });

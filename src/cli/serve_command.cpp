@@ -33,6 +33,7 @@ struct ServeOptions {
     std::string kv_cache_dtype = "auto";
     std::string scheduling = "continuous";
     int threads = 0;
+    std::string device = "auto";
     int http_threads = 1;
     std::string max_body_bytes = "4MiB";
     double drain_timeout = 30;
@@ -91,7 +92,7 @@ void serve(ServeOptions o) {
     http.max_body_bytes = parse_bytes(o.max_body_bytes, "--max-body-bytes");
     raise_fd_limit();
 
-    auto backend = backend::make_cpu_backend(o.threads);
+    auto backend = make_backend(o.device, o.threads);
     engine::LoadOptions lo;
     engine::LoadedModel m = engine::load_model(path, *backend, lo);
     if (!m.tokenizer) raise(ErrorCode::NotFound, "{}: the model has no tokenizer", path);
@@ -176,6 +177,10 @@ void register_serve_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--max-n", o->engine.max_n, "Largest 'n' per request")->capture_default_str();
     cmd->add_option("-t,--threads", o->threads, "CPU threads for the model (default: one per core)");
+    cmd->add_option("--device", o->device, kDeviceHelp);
+    cmd->add_option("--gpu-memory-utilization", o->engine.gpu_memory_utilization,
+                    "GPU: share of device memory for weights, activations and the KV cache")
+        ->check(CLI::Range(0.05, 1.0))->capture_default_str();
     cmd->add_option("--http-threads", o->http_threads, "Threads running the HTTP event loop")
         ->check(CLI::Range(1, 64))
         ->capture_default_str();

@@ -27,6 +27,8 @@ void EngineConfig::validate() const {
     auto bad = [](const char* field, const std::string& why) { raise(ErrorCode::InvalidArgument, "{} {}", field, why); };
     if (max_num_seqs < 1) bad("--max-num-seqs", "must be at least 1");
     if (max_num_batched_tokens < 1) bad("--max-num-batched-tokens", "must be at least 1");
+    if (!(gpu_memory_utilization > 0.0 && gpu_memory_utilization <= 1.0))
+        bad("--gpu-memory-utilization", "must be in (0, 1]");
     if (max_model_len < 0) bad("--max-model-len", "must not be negative");
     if (block_size < 1 || block_size > 1024 || (block_size & (block_size - 1)) != 0)
         bad("--block-size", "must be a power of two in [1, 1024]");
@@ -119,15 +121,28 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const
     m.max_model_len = config.max_model_len > 0 ? std::min(config.max_model_len, mc.max_context) : mc.max_context;
     const kv::KvCacheShape shape = kv_shape(mc, config.block_size, config.kv_dtype);
     if (m.config.kv_cache_bytes == 0) {
-        const size_t one_seq = shape.bytes_per_token() * size_t(m.max_model_len + config.block_size);
-        const size_t half_ram = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE)) / 2;
-        m.config.kv_cache_bytes = std::min(std::max(size_t(2) << 30, one_seq), std::max(half_ram, one_seq));
+        const auto [free_b, total_b] = model.backend().device_memory();
+        if (total_b > 0) {
+            // vLLM's rule: utilization x total is this engine's share; what its backend already holds (the weights)
+            // and a reserve for activations, logits and library workspaces come out of it first, and the pool never
+            // takes more than is free (other processes may hold part of the device).
+            const size_t held = model.backend().allocated_bytes();
+            const size_t reserve = std::min(size_t(2) << 30, total_b / 16);
+            const double share = config.gpu_memory_utilization * double(total_b);
+            size_t kv = share > double(held + reserve) ? size_t(share) - held - reserve : 0;
+            kv = std::min(kv, free_b > reserve ? free_b - reserve : 0);
+            m.config.kv_cache_bytes = kv;
+        } else {
+            const size_t one_seq = shape.bytes_per_token() * size_t(m.max_model_len + config.block_size);
+            const size_t half_ram = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE)) / 2;
+            m.config.kv_cache_bytes = std::min(std::max(size_t(2) << 30, one_seq), std::max(half_ram, one_seq));
+        }
     }
     const int n_blocks = kv::PagedKvCache::blocks_for_bytes(shape, m.config.kv_cache_bytes);
     if (int64_t(n_blocks) * config.block_size < m.max_model_len)
         raise(ErrorCode::OutOfMemory,
               "the KV cache budget of {} MiB holds {} tokens, less than one sequence of max_model_len {} tokens "
-              "({} bytes per token): raise --kv-cache-memory or lower --max-model-len",
+              "({} bytes per token): raise --kv-cache-memory or --gpu-memory-utilization, or lower --max-model-len",
               m.config.kv_cache_bytes >> 20, int64_t(n_blocks) * config.block_size, m.max_model_len,
               shape.bytes_per_token());
     m.kv_cache = std::make_unique<kv::PagedKvCache>(model.backend(), shape, n_blocks);

@@ -39,7 +39,9 @@ struct EngineConfig {
     int block_size = 16;                // tokens per KV block
     DType kv_dtype = DType::F32;        // KV cache element type (F32 or F16; the CLI's auto picks F16)
     size_t kv_cache_bytes = 0;          // KV pool budget; 0: auto (on the CPU: 2 GiB, at least one max_model_len
-                                        // sequence, at most half the machine's memory)
+                                        // sequence, at most half the machine's memory; on a GPU: see below)
+    double gpu_memory_utilization = 0.9;  // GPU: the share of device memory this engine may hold in all (weights,
+                                          // activations and the KV pool); the pool gets what is left of it
     bool enable_prefix_caching = true;
     SchedulingPolicy scheduling = SchedulingPolicy::Continuous;
     int max_waiting_requests = 1024;    // admission queue limit: submit() beyond it is rejected (HTTP 429)

@@ -1,6 +1,8 @@
 #include "model/model_config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "formats/gguf.h"
@@ -116,7 +118,17 @@ ModelConfig config_from_gguf(const formats::GgufFile& f) {
     // Llama 3.1 GGUF files carry the llama3 scaling as a rope_freqs tensor; use the standard parameters then.
     if (c.arch == Arch::Llama && f.find_tensor("rope_freqs.weight")) {
         c.rope_scaling = RopeScaling::Llama3;
-        c.rope_factor = float(f.get_float(a + ".rope.scaling.factor").value_or(8.0));
+        // llama.cpp writes no rope.scaling.factor for llama3 scaling: the factor is rope_freqs' largest entry
+        // (the per-frequency divisors run from 1 for the fastest frequencies up to the factor).
+        const formats::GgufTensorInfo* rf = f.find_tensor("rope_freqs.weight");
+        float fmax = 0.0f;
+        if (rf->dtype == DType::F32 && rf->n_bytes >= 4)
+            for (size_t i = 0; i < rf->n_bytes / 4; i++) {
+                float v;
+                std::memcpy(&v, rf->data + 4 * i, 4);
+                fmax = std::max(fmax, v);
+            }
+        c.rope_factor = float(f.get_float(a + ".rope.scaling.factor").value_or(fmax > 0.0f ? fmax : 8.0));
         c.rope_low_freq_factor = float(f.get_float(a + ".rope.scaling.low_freq_factor").value_or(1.0));
         c.rope_high_freq_factor = float(f.get_float(a + ".rope.scaling.high_freq_factor").value_or(4.0));
         c.rope_original_max_context = opt_int("rope.scaling.original_context_length", 8192);

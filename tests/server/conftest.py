@@ -43,6 +43,8 @@ class Server:
         cmd = [str(binary_path()), "serve", "-m", str(model_path()), "--port", str(self.port)] + list(args)
         if api_key:
             cmd += ["--api-key", api_key]
+        # Extra flags for every server of the run, e.g. OSPREY_SERVE_ARGS="--device cuda" on a GPU machine.
+        cmd += os.environ.get("OSPREY_SERVE_ARGS", "").split()
         if "--threads" not in args:
             # One model thread by default: the machine is shared, and a spinning pool oversubscribed collapses.
             cmd += ["--threads", os.environ.get("OSPREY_SERVE_THREADS", "1")]

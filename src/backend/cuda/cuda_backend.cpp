@@ -4,6 +4,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -110,12 +111,15 @@ class CudaBackend final : public Backend {
             raise(ErrorCode::OutOfMemory, "cuda alloc of {} bytes on device {} failed: {} ({} of {} bytes free)",
                   n_bytes, device_, cudaGetErrorString(e), free_b, total_b);
         }
+        allocated_ += n_bytes;
         return Buffer(this, p, n_bytes);
     }
-    void free_raw(void* data, size_t) override {
+    void free_raw(void* data, size_t n_bytes) override {
         cudaSetDevice(device_);
         cudaFree(data);  // synchronizes the device: nothing in flight still reads it
+        allocated_ -= n_bytes;
     }
+    size_t allocated_bytes() const override { return allocated_.load(); }
     // Asynchronous through the pinned staging ring; the host buffer may be reused as soon as this returns.
     void copy_from_host(void* dst, const void* src, size_t n) override {
         bind();
@@ -133,6 +137,13 @@ class CudaBackend final : public Backend {
     void synchronize() override {
         bind();
         OSP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    std::pair<size_t, size_t> device_memory() const override {
+        bind();
+        size_t free_b = 0, total_b = 0;
+        OSP_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        return {free_b, total_b};
     }
 
     // ---- capabilities ----
@@ -337,6 +348,7 @@ class CudaBackend final : public Backend {
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;
     std::unique_ptr<PinnedStaging> staging_;
+    std::atomic<size_t> allocated_{0};
     OpProfiler profiler_;  // destroyed first: prints while the stream is alive
 };
 

@@ -158,16 +158,8 @@ TEST(GgufSynthLoad, NamedShapeConfigEqualsTheHfConfig) {
                                             formats::GgufFileType::Q8_0, 1);
         const formats::GgufFile f(path);
         const model::ModelConfig g = model::config_from_gguf(f);
-        if (std::string(shape) == "llama-3.2-1b") {
-            // Llama 3.2's rope factor is 32; GGUF carries it only inside rope_freqs.weight, and config_from_gguf
-            // assumes 8 (see the report); everything else must agree.
-            EXPECT_EQ(g.rope_scaling, model::RopeScaling::Llama3);
-            model::ModelConfig h2 = h;
-            h2.rope_factor = g.rope_factor;
-            expect_same_config(g, h2);
-        } else {
-            expect_same_config(g, h);
-        }
+        // Llama 3.2's rope factor (32) travels only inside rope_freqs.weight; it must come back from there.
+        expect_same_config(g, h);
         auto be = backend::make_cpu_backend(1);
         engine::LoadOptions lo;
         lo.need_tokenizer = false;
