@@ -97,6 +97,7 @@ struct Engine::Impl {
     int64_t next_seq_id = 0;
     int64_t next_arrival = 0;
     std::vector<float> host_row;
+    std::vector<float> host_logits;  // this step's sampled rows [n_rows, n_vocab]
     std::mt19937_64 seed_source{std::random_device{}()};
     std::thread thread;
 
@@ -456,24 +457,26 @@ void Engine::Impl::step() {
         std::lock_guard<std::mutex> lock(mutex);
         stats.n_steps++;
     }
+    // All sampled rows come to the host in one copy (one synchronisation per step, not one per sequence).
+    const int64_t n_vocab = logits.cols(), n_rows = logits.rows();
+    host_logits.resize(size_t(n_rows * n_vocab));
+    if (n_rows > 0) model.backend().copy_to_host(host_logits.data(), logits.data, host_logits.size() * 4);
     int row = 0;
-    const int64_t n_vocab = logits.cols();
     for (const ScheduledSeq& s : plan.seqs) {
         if (!s.sample) continue;
         Sequence* seq = s.seq;
-        const float* src = static_cast<const float*>(logits.data) + int64_t(row++) * n_vocab;
+        const float* src = host_logits.data() + int64_t(row++) * n_vocab;
         if (seq->fork_pending) {
             // Parallel sampling: the n choices share the prompt's blocks and sample from the same logits.
             fork(seq);
             std::vector<Sequence*> family = seq->request->seqs;
             for (Sequence* member : family) {
-                model.backend().copy_to_host(host_row.data(), src, host_row.size() * 4);
+                std::copy(src, src + n_vocab, host_row.begin());  // the sampler edits its row (penalties)
                 sample_and_emit(member, host_row);
             }
             continue;
         }
-        model.backend().copy_to_host(host_row.data(), src, host_row.size() * 4);
-        sample_and_emit(seq, host_row);
+        sample_and_emit(seq, std::span<float>(const_cast<float*>(src), size_t(n_vocab)));
     }
 }
 

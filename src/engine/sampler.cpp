@@ -40,8 +40,9 @@ SampledToken Sampler::sample(std::span<float> logits, std::span<const int32_t> p
     const int n_vocab = int(logits.size());
     SampledToken out;
 
-    // Log-probabilities are reported under the raw model distribution (as OpenAI and vLLM do by default).
-    const float lse = log_sum_exp(logits);
+    // Log-probabilities are reported under the raw model distribution (as OpenAI and vLLM do by default); the
+    // normaliser costs a pass of exp over the vocabulary, so it is taken only when logprobs were asked for.
+    const float lse = params_.n_logprobs >= 0 ? log_sum_exp(logits) : 0.0f;
     auto raw_logprob = [&](int32_t t) { return logits[size_t(t)] - lse; };
     if (params_.n_logprobs > 0) {
         const int n = std::min(params_.n_logprobs, n_vocab);
