@@ -81,8 +81,12 @@ void compute_columns(const CpuKernels& k, const QuantAct& act, const MatmulJob& 
                 const int64_t nt_end = std::min(n1, nt + n_tile);
                 for (int64_t m = mt; m < mt_end; m += kTileRows) {
                     const int r = int(std::min<int64_t>(kTileRows, mt_end - m));
-                    for (int64_t n = nt; n < nt_end; n += kTileCols) {
-                        const int c = int(std::min<int64_t>(kTileCols, nt_end - n));
+                    // One weight row at a time at M = 1: a single sequential stream per thread keeps the hardware
+                    // prefetchers ahead (4 interleaved rows measured 30% slower on F16 / Q8_0 decode); the
+                    // arithmetic of each output is the same for every tile width.
+                    const int64_t tc = M == 1 ? 1 : kTileCols;
+                    for (int64_t n = nt; n < nt_end; n += tc) {
+                        const int c = int(std::min<int64_t>(tc, nt_end - n));
                         tile(r, c, act, m, wb + size_t(n) * row_bytes, row_bytes, out + m * N + n, N);
                     }
                 }
