@@ -160,6 +160,9 @@ class Backend {
                                  const AttentionParams& p) = 0;
     // out[i, :] = x[rows[i], :]                                     out [R, d]; x [T, d] f32; rows i32 [R]
     virtual void gather_rows(Tensor out, const Tensor& x, const Tensor& rows) = 0;
+    // ids[r] = the first index of the largest value of logits row r (greedy decoding on the device, so only the
+    // ids travel back)                                              ids i32 [R]; logits [R, V] f32
+    virtual void argmax_rows(Tensor ids, const Tensor& logits) = 0;
     // x *= s; optionally x = softcap * tanh(x / softcap) when softcap > 0
     virtual void scale(Tensor x, float s, float softcap) = 0;
 };

@@ -98,6 +98,8 @@ struct Engine::Impl {
     int64_t next_arrival = 0;
     std::vector<float> host_row;
     std::vector<float> host_logits;  // this step's sampled rows [n_rows, n_vocab]
+    backend::Buffer greedy_ids;      // device ids of a plain-greedy step
+    std::vector<int32_t> host_ids;
     std::mt19937_64 seed_source{std::random_device{}()};
     std::thread thread;
 
@@ -109,6 +111,8 @@ struct Engine::Impl {
     void abort_request(const std::string& id, FinishReason reason, const std::string& error = "");
     void finish_seq(Sequence* seq, FinishReason reason, const std::string& error = "");
     void sample_and_emit(Sequence* seq, std::span<float> logits);
+    void emit(Sequence* seq, const SampledToken& tok);
+    static bool plain_greedy(const Sequence* seq);
     void fork(Sequence* parent);
     void publish_stats();
     void publish_occupancy();  // queue lengths and KV blocks in use, before a finished event goes out
@@ -391,11 +395,21 @@ void Engine::Impl::fork(Sequence* parent) {
 }
 
 void Engine::Impl::sample_and_emit(Sequence* seq, std::span<float> logits) {
-    const GenerationRequest& r = seq->request->request;
-    const SamplingParams& p = r.params;
     const std::span<const int32_t> prompt(seq->tokens.data(), size_t(seq->n_prompt));
     const std::span<const int32_t> output(seq->tokens.data() + seq->n_prompt, size_t(seq->n_output()));
-    const SampledToken tok = seq->sampler->sample(logits, prompt, output);
+    emit(seq, seq->sampler->sample(logits, prompt, output));
+}
+
+// Plain greedy: the token is the first maximum of the raw logits, which the backend can find on the device.
+bool Engine::Impl::plain_greedy(const Sequence* seq) {
+    const SamplingParams& p = seq->request->request.params;
+    return p.greedy() && p.n_logprobs < 0 && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+           p.frequency_penalty == 0.0f;
+}
+
+void Engine::Impl::emit(Sequence* seq, const SampledToken& tok) {
+    const GenerationRequest& r = seq->request->request;
+    const SamplingParams& p = r.params;
     seq->tokens.push_back(tok.token);
     {
         std::lock_guard<std::mutex> lock(mutex);
@@ -457,8 +471,28 @@ void Engine::Impl::step() {
         std::lock_guard<std::mutex> lock(mutex);
         stats.n_steps++;
     }
-    // All sampled rows come to the host in one copy (one synchronisation per step, not one per sequence).
     const int64_t n_vocab = logits.cols(), n_rows = logits.rows();
+    // When every sampled sequence decodes greedily (no penalties, no logprobs, no forks), the argmax runs where the
+    // logits are and only the ids come back.
+    bool device_greedy = n_rows > 0;
+    for (const ScheduledSeq& s : plan.seqs)
+        if (s.sample && (s.seq->fork_pending || !plain_greedy(s.seq))) device_greedy = false;
+    if (device_greedy) {
+        if (greedy_ids.n_bytes() < size_t(n_rows) * 4) greedy_ids = model.backend().alloc(size_t(n_rows) * 4);
+        const Tensor ids(greedy_ids.data(), DType::I32, {n_rows}, model.backend().device());
+        model.backend().argmax_rows(ids, logits);
+        host_ids.resize(size_t(n_rows));
+        model.backend().copy_to_host(host_ids.data(), greedy_ids.data(), size_t(n_rows) * 4);
+        int row = 0;
+        for (const ScheduledSeq& s : plan.seqs) {
+            if (!s.sample) continue;
+            SampledToken tok;
+            tok.token = host_ids[size_t(row++)];
+            emit(s.seq, tok);
+        }
+        return;
+    }
+    // All sampled rows come to the host in one copy (one synchronisation per step, not one per sequence).
     host_logits.resize(size_t(n_rows * n_vocab));
     if (n_rows > 0) model.backend().copy_to_host(host_logits.data(), logits.data, host_logits.size() * 4);
     int row = 0;

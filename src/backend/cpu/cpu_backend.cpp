@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -169,6 +170,18 @@ class CpuBackend final : public Backend {
         const int32_t* r = rows.as<int32_t>();
         for (int64_t i = 0; i < R; i++)
             std::memcpy(out.as<float>() + i * d, x.as<float>() + int64_t(r[i]) * d, size_t(d) * 4);
+    }
+
+    void argmax_rows(Tensor ids, const Tensor& logits) override {
+        const int64_t R = logits.rows(), V = logits.cols();
+        for (int64_t r = 0; r < R; r++) {
+            const float* l = logits.as<float>() + r * V;
+            float best = -std::numeric_limits<float>::infinity();
+            int32_t chosen = 0;  // the first maximum, as the engine's Sampler picks it
+            for (int64_t v = 0; v < V; v++)
+                if (l[v] > best) best = l[v], chosen = int32_t(v);
+            ids.as<int32_t>()[r] = chosen;
+        }
     }
 
     void scale(Tensor x, float s, float softcap) override {

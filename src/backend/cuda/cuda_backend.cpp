@@ -316,6 +316,13 @@ class CudaBackend final : public Backend {
         OSP_CUDA_CHECK_LAUNCH();
     }
 
+    void argmax_rows(Tensor ids, const Tensor& logits) override {
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "argmax_rows", stream_);
+        launch_argmax_rows(ids.as<int32_t>(), logits.as<float>(), logits.rows(), logits.cols(), stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
     void scale(Tensor x, float s, float softcap) override {
         bind();
         const OpProfiler::Scope prof(&profiler_, "scale", stream_);

@@ -1,4 +1,7 @@
 #include "backend/cuda/elementwise.cuh"
+
+#include <climits>
+#include <cmath>
 #include "backend/cuda/launch_util.cuh"
 
 namespace osprey::backend::cuda {
@@ -49,6 +52,39 @@ void launch_gather_rows(float* out, const float* x, const int32_t* rows, int64_t
                         cudaStream_t stream) {
     const int64_t n = n_rows * d;
     if (n > 0) gather_rows_kernel<<<grid_1d(n, 256), 256, 0, stream>>>(out, x, rows, n, d);
+}
+
+namespace {
+
+// (value, index) with the larger value, or the smaller index on equal values: the host sampler's first maximum.
+__device__ __forceinline__ void arg_better(float& v, int& i, float ov, int oi) {
+    if (ov > v || (ov == v && oi < i)) v = ov, i = oi;
+}
+
+__global__ void argmax_rows_kernel(int32_t* ids, const float* logits, int64_t cols) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const float* row = logits + int64_t(blockIdx.x) * cols;
+    float v = -INFINITY;
+    int i = INT_MAX;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) arg_better(v, i, row[c], int(c));
+    for (int o = 16; o > 0; o >>= 1) arg_better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+    if ((threadIdx.x & 31) == 0) sv[threadIdx.x >> 5] = v, si[threadIdx.x >> 5] = i;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        const int n_warps = int(blockDim.x >> 5);
+        v = threadIdx.x < n_warps ? sv[threadIdx.x] : -INFINITY;
+        i = threadIdx.x < n_warps ? si[threadIdx.x] : INT_MAX;
+        for (int o = 16; o > 0; o >>= 1) arg_better(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+        if (threadIdx.x == 0) ids[blockIdx.x] = i == INT_MAX ? 0 : i;  // an all-NaN row gives 0, as on the host
+    }
+}
+
+}  // namespace
+
+void launch_argmax_rows(int32_t* ids, const float* logits, int64_t rows, int64_t cols, cudaStream_t stream) {
+    if (rows <= 0 || cols <= 0) return;
+    argmax_rows_kernel<<<unsigned(rows), 1024, 0, stream>>>(ids, logits, cols);
 }
 
 }  // namespace osprey::backend::cuda

@@ -17,4 +17,7 @@ void launch_scale(float* x, int64_t n, float s, float softcap, cudaStream_t stre
 void launch_gather_rows(float* out, const float* x, const int32_t* rows, int64_t n_rows, int64_t d,
                         cudaStream_t stream);
 
+// ids[r] = first index of the maximum of logits row r (one block per row; ties go to the smaller index).
+void launch_argmax_rows(int32_t* ids, const float* logits, int64_t rows, int64_t cols, cudaStream_t stream);
+
 }  // namespace osprey::backend::cuda

@@ -454,3 +454,26 @@ TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
         }
     }
 }
+
+// Greedy decoding on the device: the first maximum of each row, as the host sampler picks it (ties included).
+TEST_F(BackendOps, ArgmaxRowsPicksTheFirstMaximum) {
+    for (int64_t V : {int64_t(1), int64_t(1000), int64_t(128256)}) {
+        const int64_t R = 37;
+        std::vector<float> l = random_floats(size_t(R * V), 91, -5, 5);
+        if (V > 10) {
+            l[size_t(3 * V + 7)] = 9.0f, l[size_t(3 * V + 9)] = 9.0f;  // a tie: index 7 wins
+            l[size_t(5 * V + V - 1)] = 9.5f;                            // the last column
+        }
+        DevTensor lg(gpu(), DType::F32, {R, V}, l.data()), ig(gpu(), DType::I32, {R});
+        DevTensor lc(cpu(), DType::F32, {R, V}, l.data()), ic(cpu(), DType::I32, {R});
+        gpu().argmax_rows(ig.t, lg.t);
+        cpu().argmax_rows(ic.t, lc.t);
+        const std::vector<int32_t> g = ig.get<int32_t>(), c = ic.get<int32_t>();
+        EXPECT_EQ(g, c) << "V=" << V;
+        for (int64_t r = 0; r < R; r++) {
+            const float* row = l.data() + r * V;
+            EXPECT_EQ(c[size_t(r)], int32_t(std::max_element(row, row + V) - row)) << "row " << r;
+        }
+        report().push_back({"argmax_rows", fmt::format("R={} V={} (ids equal)", R, V), 0, 0, 0, g == c});
+    }
+}
