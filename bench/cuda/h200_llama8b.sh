@@ -73,3 +73,20 @@ if step offline; then  # continuous vs static batching and KV waste: ShareGPT pr
     echo "offline $sched rc=$?"; grep -E "throughput|Output token|KV waste|Request|Preempt|Benchmark duration" "$OUT/offline_$sched.txt" | head -8
   done
 fi
+if step batch128; then  # decode throughput with 128 concurrent sequences: 512-token prompts, 128 new tokens each
+  $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 --max-num-seqs 128 \
+    --max-num-batched-tokens 8192 --save-result "$OUT/offline_batch128.json" > "$OUT/offline_batch128.txt" 2>&1
+  echo "batch128 rc=$?"; grep -E "Output token|TPOT|Elapsed" "$OUT/offline_batch128.txt" | head -4
+fi
+if step quant; then  # batch-1 decode of GGUF-quantized 8B files made by osprey synth (Q4_K_M, Q8_0)
+  T=$C/wikitext-2-raw-test.txt
+  for q in ${QUANTS:-q4_k_m q8_0}; do
+    s=$(date +%s)
+    $C/osprey synth --shape llama-3.1-8b --format gguf --dtype $q --tokenizer $C/llama3 -o /tmp/llama8b-$q.gguf > /dev/null 2>&1
+    echo "synth $q rc=$? $(( $(date +%s) - s )) s $(du -h /tmp/llama8b-$q.gguf | cut -f1)"
+    $C/osprey run -m /tmp/llama8b-$q.gguf --device cuda -f $T --prompt-tokens 512 -n 128 --ignore-eos --no-bos \
+      --stats-json "$OUT/osprey_decode_$q.json" > /dev/null 2> "$OUT/osprey_decode_$q.log"
+    echo "decode $q: $(grep -E 'tokens/s' "$OUT/osprey_decode_$q.log" | tail -1 | sed 's/.*load/load/')"
+    rm -f /tmp/llama8b-$q.gguf
+  done
+fi
