@@ -67,89 +67,6 @@ inline __m128 scales2(const void* w, int64_t b) {
     }
 }
 
-// Blocks processed per chunk: the chunk's weight offsets m are kept on the stack and dotted with the activations'
-// block sums s at the end of the chunk (16 lanes, fixed order), instead of one scalar FMA per block and row.
-constexpr int64_t kChunkBlocks = 64;
-
-template <DType T, int R>
-void rows_dot_32x2(const QuantAct& a, int64_t m0, const void* w, float* out, int64_t os) {
-    constexpr bool kMin = T != DType::Q8_0;
-    __m512 acc[R], macc[R];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), macc[r] = _mm512_setzero_ps();
-    const int64_t nb = a.k / 32, nb2 = nb & ~int64_t(1);
-    const __m512i idx_d = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    alignas(64) float mw[kChunkBlocks];
-    for (int64_t c0 = 0; c0 < nb2; c0 += kChunkBlocks) {
-        const int64_t c1 = std::min(nb2, c0 + kChunkBlocks);
-        for (int64_t b = c0; b < c1; b += 2) {
-            float d0, mn0, d1, mn1;
-            __m512i wv = unpack32x2<T>(w, b, d0, mn0, d1, mn1);
-            const __m128 sc = scales2<T>(w, b);
-            if constexpr (kMin) {
-                mw[b - c0] = _mm_cvtss_f32(_mm_movehdup_ps(sc));
-                mw[b - c0 + 1] = _mm_cvtss_f32(_mm_shuffle_ps(sc, sc, _MM_SHUFFLE(3, 3, 3, 3)));
-            }
-            __mmask64 neg = 0;
-            if constexpr (T == DType::Q8_0) neg = _mm512_movepi8_mask(wv), wv = _mm512_abs_epi8(wv);
-            const __m512 dw = _mm512_permutexvar_ps(idx_d, _mm512_castps128_ps512(sc));
-            for (int r = 0; r < R; r++) {
-                const int64_t row = m0 + r;
-                __m512i xh = _mm512_loadu_si512(a.qs + row * a.qs_stride + 32 * b);
-                __m512i xl = _mm512_loadu_si512(a.ql + row * a.qs_stride + 32 * b);
-                if constexpr (T == DType::Q8_0) {
-                    xh = _mm512_mask_sub_epi8(xh, neg, _mm512_setzero_si512(), xh);
-                    xl = _mm512_mask_sub_epi8(xl, neg, _mm512_setzero_si512(), xl);
-                }
-                const __m512i p = _mm512_dpbusd_epi32(
-                    _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xh), 8), wv, xl);
-                const __m512 dx = _mm512_loadu_ps(a.d8 + row * 8 * a.d_stride + 8 * b);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[r]);
-            }
-        }
-        if constexpr (kMin) {
-            for (int64_t i = 0; i < c1 - c0; i += 16) {
-                const __mmask16 mk = __mmask16((1u << std::min<int64_t>(16, c1 - c0 - i)) - 1);
-                const __m512 mv = _mm512_maskz_loadu_ps(mk, mw + i);
-                for (int r = 0; r < R; r++)
-                    macc[r] = _mm512_fmadd_ps(mv, _mm512_maskz_loadu_ps(mk, a.s + (m0 + r) * a.s_stride + c0 + i),
-                                              macc[r]);
-            }
-        }
-    }
-    float tail[R] = {};
-    if (nb2 < nb) {  // odd block count: the 256-bit single-block step, same for every row
-        const int64_t b = nb2;
-        float dw, mw1;
-        const __m256i wv = unpack32<T>(w, b, dw, mw1);
-        __m256i wu = wv;
-        if constexpr (T == DType::Q8_0) wu = _mm256_sign_epi8(wv, wv);
-        for (int r = 0; r < R; r++) {
-            const int64_t row = m0 + r;
-            __m256i xh = load256(a.qs + row * a.qs_stride + 32 * b);
-            __m256i xl = load256(a.ql + row * a.qs_stride + 32 * b);
-            if constexpr (T == DType::Q8_0) xh = _mm256_sign_epi8(xh, wv), xl = _mm256_sign_epi8(xl, wv);
-            const __m256i p = dot_two_terms(wu, xh, xl);
-            tail[r] = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * a.d[row * a.d_stride + b])));
-            if constexpr (kMin) tail[r] = std::fma(mw1, a.s[row * a.s_stride + b], tail[r]);
-        }
-    }
-    for (int r = 0; r < R; r++) out[r * os] = hsum512(kMin ? _mm512_add_ps(acc[r], macc[r]) : acc[r]) + tail[r];
-}
-
-template <DType T>
-struct Dot32x2 {
-    template <int R>
-    struct F {
-        static void run(const QuantAct& a, int64_t m0, const void* w, float* o, int64_t os) {
-            rows_dot_32x2<T, R>(a, m0, w, o, os);
-        }
-    };
-};
-
-template <DType T>
-void dot32x2(int n, const QuantAct& a, int64_t m0, const void* w, float* o, int64_t os) {
-    dispatch_rows<Dot32x2<T>::template F>(n, a, m0, w, o, os);
-}
 
 // Horizontal sums of four accumulators at once: [sum A, sum B, sum C, sum D]. Every slot's lanes are added in
 // the same order (quarters q0 + q2, q1 + q3, then those two, then lanes 0 + 2, 1 + 3, then those two), so a sum
@@ -247,36 +164,6 @@ void tile_dot_32x2(const QuantAct& a, int64_t m0, const char* w, size_t rb, floa
     }
 }
 
-template <DType T, int R>
-void tile_dot_32x2_r(int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
-    const char* wb = static_cast<const char*>(w);
-    switch (n_w) {
-        case 1: tile_dot_32x2<T, R, 1>(a, m0, wb, rb, o, os); break;
-        case 2: tile_dot_32x2<T, R, 2>(a, m0, wb, rb, o, os); break;
-        case 3: tile_dot_32x2<T, R, 3>(a, m0, wb, rb, o, os); break;
-        default: tile_dot_32x2<T, R, 4>(a, m0, wb, rb, o, os); break;
-    }
-}
-
-template <DType T>
-void tile_dot32(int n_rows, int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
-    switch (n_rows) {
-        case 1: tile_dot_32x2_r<T, 1>(n_w, a, m0, w, rb, o, os); break;
-        case 2: tile_dot_32x2_r<T, 2>(n_w, a, m0, w, rb, o, os); break;
-        case 3: tile_dot_32x2_r<T, 3>(n_w, a, m0, w, rb, o, os); break;
-        default: tile_dot_32x2_r<T, 4>(n_w, a, m0, w, rb, o, os); break;
-    }
-}
-
-// rows_dot for the 32-element types through the tile kernel (one weight row).
-template <DType T>
-void rows_dot32_tiled(int n_rows, const QuantAct& a, int64_t m0, const void* w, float* o, int64_t os) {
-    for (int r = 0; r < n_rows; r += osprey::backend::cpu::kTileRows) {
-        const int nr = std::min(osprey::backend::cpu::kTileRows, n_rows - r);
-        tile_dot32<T>(nr, 1, a, m0 + r, w, 0, o + r * os, os);
-    }
-}
-
 // ---- float weights: R activation rows x NW weight rows, each output one 16-lane accumulator over k ----
 
 template <DType T>
@@ -342,32 +229,47 @@ void tile_dot_float(const QuantAct& a, int64_t m0, const void* w, size_t row_byt
     }
 }
 
-template <DType T, int R>
-void tile_dot_float_r(int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+// ---- tile dispatch: Kernel<T, R, NW>::run for n_rows <= kTileRows, n_w <= kTileCols ----
+
+template <DType T, int R, int NW>
+struct Tile32 {
+    static void run(const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+        tile_dot_32x2<T, R, NW>(a, m0, static_cast<const char*>(w), rb, o, os);
+    }
+};
+template <DType T, int R, int NW>
+struct TileFloat {
+    static void run(const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+        tile_dot_float<T, R, NW>(a, m0, w, rb, o, os);
+    }
+};
+
+template <template <DType, int, int> class Kernel, DType T, int R>
+void tile_cols(int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
     switch (n_w) {
-        case 1: tile_dot_float<T, R, 1>(a, m0, w, rb, o, os); break;
-        case 2: tile_dot_float<T, R, 2>(a, m0, w, rb, o, os); break;
-        case 3: tile_dot_float<T, R, 3>(a, m0, w, rb, o, os); break;
-        default: tile_dot_float<T, R, 4>(a, m0, w, rb, o, os); break;
+        case 1: Kernel<T, R, 1>::run(a, m0, w, rb, o, os); break;
+        case 2: Kernel<T, R, 2>::run(a, m0, w, rb, o, os); break;
+        case 3: Kernel<T, R, 3>::run(a, m0, w, rb, o, os); break;
+        default: Kernel<T, R, 4>::run(a, m0, w, rb, o, os); break;
     }
 }
 
-template <DType T>
-void tile_dot(int n_rows, int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
+template <template <DType, int, int> class Kernel, DType T>
+void tile(int n_rows, int n_w, const QuantAct& a, int64_t m0, const void* w, size_t rb, float* o, int64_t os) {
     switch (n_rows) {
-        case 1: tile_dot_float_r<T, 1>(n_w, a, m0, w, rb, o, os); break;
-        case 2: tile_dot_float_r<T, 2>(n_w, a, m0, w, rb, o, os); break;
-        case 3: tile_dot_float_r<T, 3>(n_w, a, m0, w, rb, o, os); break;
-        default: tile_dot_float_r<T, 4>(n_w, a, m0, w, rb, o, os); break;
+        case 1: tile_cols<Kernel, T, 1>(n_w, a, m0, w, rb, o, os); break;
+        case 2: tile_cols<Kernel, T, 2>(n_w, a, m0, w, rb, o, os); break;
+        case 3: tile_cols<Kernel, T, 3>(n_w, a, m0, w, rb, o, os); break;
+        default: tile_cols<Kernel, T, 4>(n_w, a, m0, w, rb, o, os); break;
     }
 }
 
-// rows_dot for float weights through the tile kernel (one weight row; n_rows may exceed kTileRows).
-template <DType T>
-void rows_dot_float_tiled(int n_rows, const QuantAct& a, int64_t m0, const void* w, float* o, int64_t os) {
+// rows_dot through the tile kernel (one weight row; n_rows may exceed kTileRows).
+template <template <DType, int, int> class Kernel, DType T>
+void rows_dot_tiled(int n_rows, const QuantAct& a, int64_t m0, const void* w, float* o, int64_t os) {
     for (int r = 0; r < n_rows; r += osprey::backend::cpu::kTileRows) {
         const int nr = std::min(osprey::backend::cpu::kTileRows, n_rows - r);
-        tile_dot<T>(nr, 1, a, m0 + r, w, 0, o + r * os, os);
+        tile<Kernel, T>(nr, 1, a, m0 + r, w, 0, o + r * os, os);
     }
 }
 
@@ -461,22 +363,22 @@ namespace osprey::backend::cpu {
 void fill_avx512_kernels(CpuKernels& k) {
     namespace s = osprey_simd_avx512;
     s::fill(k);
-    k.rows_dot[int(DType::Q4_0)] = s::rows_dot32_tiled<DType::Q4_0>;
-    k.rows_dot[int(DType::Q4_1)] = s::rows_dot32_tiled<DType::Q4_1>;
-    k.rows_dot[int(DType::Q5_0)] = s::rows_dot32_tiled<DType::Q5_0>;
-    k.rows_dot[int(DType::Q5_1)] = s::rows_dot32_tiled<DType::Q5_1>;
-    k.rows_dot[int(DType::Q8_0)] = s::rows_dot32_tiled<DType::Q8_0>;
-    k.tile_dot[int(DType::Q4_0)] = s::tile_dot32<DType::Q4_0>;
-    k.tile_dot[int(DType::Q4_1)] = s::tile_dot32<DType::Q4_1>;
-    k.tile_dot[int(DType::Q5_0)] = s::tile_dot32<DType::Q5_0>;
-    k.tile_dot[int(DType::Q5_1)] = s::tile_dot32<DType::Q5_1>;
-    k.tile_dot[int(DType::Q8_0)] = s::tile_dot32<DType::Q8_0>;
-    k.rows_dot[int(DType::F32)] = s::rows_dot_float_tiled<DType::F32>;
-    k.rows_dot[int(DType::F16)] = s::rows_dot_float_tiled<DType::F16>;
-    k.rows_dot[int(DType::BF16)] = s::rows_dot_float_tiled<DType::BF16>;
-    k.tile_dot[int(DType::F32)] = s::tile_dot<DType::F32>;
-    k.tile_dot[int(DType::F16)] = s::tile_dot<DType::F16>;
-    k.tile_dot[int(DType::BF16)] = s::tile_dot<DType::BF16>;
+    k.rows_dot[int(DType::Q4_0)] = s::rows_dot_tiled<s::Tile32, DType::Q4_0>;
+    k.rows_dot[int(DType::Q4_1)] = s::rows_dot_tiled<s::Tile32, DType::Q4_1>;
+    k.rows_dot[int(DType::Q5_0)] = s::rows_dot_tiled<s::Tile32, DType::Q5_0>;
+    k.rows_dot[int(DType::Q5_1)] = s::rows_dot_tiled<s::Tile32, DType::Q5_1>;
+    k.rows_dot[int(DType::Q8_0)] = s::rows_dot_tiled<s::Tile32, DType::Q8_0>;
+    k.tile_dot[int(DType::Q4_0)] = s::tile<s::Tile32, DType::Q4_0>;
+    k.tile_dot[int(DType::Q4_1)] = s::tile<s::Tile32, DType::Q4_1>;
+    k.tile_dot[int(DType::Q5_0)] = s::tile<s::Tile32, DType::Q5_0>;
+    k.tile_dot[int(DType::Q5_1)] = s::tile<s::Tile32, DType::Q5_1>;
+    k.tile_dot[int(DType::Q8_0)] = s::tile<s::Tile32, DType::Q8_0>;
+    k.rows_dot[int(DType::F32)] = s::rows_dot_tiled<s::TileFloat, DType::F32>;
+    k.rows_dot[int(DType::F16)] = s::rows_dot_tiled<s::TileFloat, DType::F16>;
+    k.rows_dot[int(DType::BF16)] = s::rows_dot_tiled<s::TileFloat, DType::BF16>;
+    k.tile_dot[int(DType::F32)] = s::tile<s::TileFloat, DType::F32>;
+    k.tile_dot[int(DType::F16)] = s::tile<s::TileFloat, DType::F16>;
+    k.tile_dot[int(DType::BF16)] = s::tile<s::TileFloat, DType::BF16>;
     k.attn_scores = s::attn_scores512;
     k.attn_values = s::attn_values512;
     k.isa = Isa::Avx512;
