@@ -188,7 +188,6 @@ inline __m512 load8w_masked(const void* w, int64_t k) {  // lanes 0..7 = w[k..k+
     }
 }
 
-constexpr int kPrefetchRowsFloat = 8;  // weight rows ahead (batch 1 streams every row once)
 
 template <DType T, int R, int NW>
 void tile_dot_float(const QuantAct& a, int64_t m0, const void* w, size_t row_bytes, float* out, int64_t os) {
@@ -198,12 +197,10 @@ void tile_dot_float(const QuantAct& a, int64_t m0, const void* w, size_t row_byt
     for (int r = 0; r < R; r++)
         for (int j = 0; j < NW; j++) acc[r][j] = _mm512_setzero_ps();
     int64_t k = 0;
-    constexpr int64_t kElemBytes = T == DType::F32 ? 4 : 2;
+    // No software prefetch here: plain rows stream well on the hardware prefetchers alone (prefetching 2 to 16
+    // rows ahead measured 10-15% slower F16 decode), unlike the block kernels above.
     for (; k + 16 <= K; k += 16) {
         __m512 wv[NW];
-        if ((k * kElemBytes) % 64 == 0 || kElemBytes == 4)  // one prefetch per cache line of each weight row
-            for (int j = 0; j < NW; j++)
-                _mm_prefetch(wb + (j + kPrefetchRowsFloat) * row_bytes + k * kElemBytes, _MM_HINT_T0);
         for (int j = 0; j < NW; j++) wv[j] = load16w<T>(wb + j * row_bytes, k);
         for (int r = 0; r < R; r++) {
             const __m512 xv = _mm512_loadu_ps(a.xf + (m0 + r) * K + k);
