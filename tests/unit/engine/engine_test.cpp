@@ -188,3 +188,37 @@ TEST(Engine, AbortFreesBlocksAndContextOverflowIsAnError) {
         EXPECT_EQ(err.code(), ErrorCode::ContextOverflow);
     }
 }
+
+// Plain greedy steps take the backend's argmax_rows (only ids come back); a greedy request that asks for logprobs
+// goes through the host Sampler. Both must pick the same tokens, alone and mixed in one batch.
+TEST(Engine, DeviceGreedyPathEqualsTheHostSampler) {
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    std::vector<GenerationRequest> plain, with_logprobs;
+    for (size_t i = 0; i < 4; i++) {
+        plain.push_back(request("p" + std::to_string(i), kPrompts[i], 24));
+        GenerationRequest r = request("l" + std::to_string(i), kPrompts[i], 24);
+        r.params.n_logprobs = 0;  // forces the host path for every step this request is in
+        with_logprobs.push_back(r);
+    }
+    const std::vector<RequestOutput> a = run_concurrently(e, plain);
+    const std::vector<RequestOutput> b = run_concurrently(e, with_logprobs);
+    std::vector<GenerationRequest> mixed = {plain[0], with_logprobs[1], plain[2], with_logprobs[3]};
+    const std::vector<RequestOutput> c = run_concurrently(e, mixed);
+    for (size_t i = 0; i < 4; i++) {
+        EXPECT_EQ(a[i].token_ids, b[i].token_ids) << kPrompts[i];
+        EXPECT_EQ(a[i].token_ids, c[i].token_ids) << kPrompts[i];
+        EXPECT_EQ(a[i].token_ids.size(), 24u);
+    }
+}
+
+TEST(EngineConfig, GpuMemoryUtilizationMustBeAFraction) {
+    EngineConfig c;
+    for (double bad : {0.0, -0.5, 1.5}) {
+        c.gpu_memory_utilization = bad;
+        EXPECT_THROW(c.validate(), Error) << bad;
+    }
+    c.gpu_memory_utilization = 0.5;
+    EXPECT_NO_THROW(c.validate());
+}
