@@ -112,7 +112,6 @@ struct Engine::Impl {
     void finish_seq(Sequence* seq, FinishReason reason, const std::string& error = "");
     void sample_and_emit(Sequence* seq, std::span<float> logits);
     void emit(Sequence* seq, const SampledToken& tok);
-    static bool plain_greedy(const Sequence* seq);
     void fork(Sequence* parent);
     void publish_stats();
     void publish_occupancy();  // queue lengths and KV blocks in use, before a finished event goes out
@@ -400,13 +399,6 @@ void Engine::Impl::sample_and_emit(Sequence* seq, std::span<float> logits) {
     emit(seq, seq->sampler->sample(logits, prompt, output));
 }
 
-// Plain greedy: the token is the first maximum of the raw logits, which the backend can find on the device.
-bool Engine::Impl::plain_greedy(const Sequence* seq) {
-    const SamplingParams& p = seq->request->request.params;
-    return p.greedy() && p.n_logprobs < 0 && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
-           p.frequency_penalty == 0.0f;
-}
-
 void Engine::Impl::emit(Sequence* seq, const SampledToken& tok) {
     const GenerationRequest& r = seq->request->request;
     const SamplingParams& p = r.params;
@@ -476,7 +468,7 @@ void Engine::Impl::step() {
     // logits are and only the ids come back.
     bool device_greedy = n_rows > 0;
     for (const ScheduledSeq& s : plan.seqs)
-        if (s.sample && (s.seq->fork_pending || !plain_greedy(s.seq))) device_greedy = false;
+        if (s.sample && (s.seq->fork_pending || !s.seq->request->request.params.plain_greedy())) device_greedy = false;
     if (device_greedy) {
         if (greedy_ids.n_bytes() < size_t(n_rows) * 4) greedy_ids = model.backend().alloc(size_t(n_rows) * 4);
         const Tensor ids(greedy_ids.data(), DType::I32, {n_rows}, model.backend().device());

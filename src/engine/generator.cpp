@@ -74,13 +74,22 @@ GenerationStats Generator::generate(std::span<const int32_t> prompt, const Sampl
         n_cached += n;
     }
     auto t_decode = Clock::now();
+    const bool device_greedy = params.plain_greedy();
+    if (device_greedy && greedy_id_.n_bytes() < 4) greedy_id_ = model_.backend().alloc(4);
     for (;;) {
-        model_.backend().copy_to_host(host_logits_.data(), logits.data, host_logits_.size() * 4);
+        SampledToken tok;
+        if (device_greedy) {  // only the id comes back
+            const Tensor id(greedy_id_.data(), DType::I32, {1}, model_.backend().device());
+            model_.backend().argmax_rows(id, logits);
+            model_.backend().copy_to_host(&tok.token, greedy_id_.data(), 4);
+        } else {
+            model_.backend().copy_to_host(host_logits_.data(), logits.data, host_logits_.size() * 4);
+        }
         if (stats.n_generated == 0) {
             stats.prefill_seconds = seconds_since(t0);
             t_decode = Clock::now();
         }
-        const SampledToken tok = sampler.sample(host_logits_, prompt, generated);
+        if (!device_greedy) tok = sampler.sample(host_logits_, prompt, generated);
         generated.push_back(tok.token);
         stats.n_generated++;
         const bool is_eos = !params.ignore_eos && eos_ids.count(tok.token);

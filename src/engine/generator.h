@@ -53,6 +53,7 @@ class Generator {
     std::vector<int32_t> block_table_;
     int prefill_chunk_;
     std::vector<float> host_logits_;
+    backend::Buffer greedy_id_;  // device argmax of a plain-greedy step
 };
 
 }  // namespace osprey::engine

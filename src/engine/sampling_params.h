@@ -25,6 +25,12 @@ struct SamplingParams {
     // Throws Error(InvalidArgument) naming the first bad field.
     void validate() const;
     bool greedy() const { return temperature <= 0.0f; }
+    // Greedy with nothing that needs the whole distribution on the host (penalties, logprobs): the token is the
+    // first maximum of the raw logits, which the backend can find where the logits are (Backend::argmax_rows).
+    bool plain_greedy() const {
+        return greedy() && n_logprobs < 0 && repetition_penalty == 1.0f && presence_penalty == 0.0f &&
+               frequency_penalty == 0.0f;
+    }
 };
 
 }  // namespace osprey::engine
