@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "unit/temp_dir.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/gguf_synth.h"
@@ -26,14 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("osprey_gguf_synth_" + std::to_string(std::random_device{}()));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using osprey::testing::TempDir;
 
 // A tiny llama with Llama 3.1's rope scaling; q 4 heads of 64, kv 2 heads.
 const char* kTinyLlama3 = R"({"architectures": ["LlamaForCausalLM"], "bos_token_id": 128000,

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "unit/temp_dir.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "formats/hf_config.h"
@@ -22,14 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("osprey_synth_" + std::to_string(std::random_device{}()));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using osprey::testing::TempDir;
 
 // name -> shape for a llama-layout model (HF names), by hand.
 std::map<std::string, std::vector<int64_t>> llama_layout(int64_t layers, int64_t h, int64_t ffn, int64_t q, int64_t kv,

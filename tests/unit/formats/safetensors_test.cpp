@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "unit/temp_dir.h"
 #include "core/error.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_model.h"
@@ -52,14 +53,7 @@ T at(const SafetensorsTensorInfo* t, size_t i) {
     return v;
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("osprey_st_" + std::to_string(std::random_device{}()));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using osprey::testing::TempDir;
 
 }  // namespace
 

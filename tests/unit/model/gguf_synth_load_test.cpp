@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "unit/temp_dir.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "engine/generator.h"
@@ -24,14 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("osprey_gguf_load_" + std::to_string(std::random_device{}()));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+using osprey::testing::TempDir;
 
 const char* kTinyLlama3 = R"({"architectures": ["LlamaForCausalLM"], "bos_token_id": 128000,
   "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu", "hidden_size": 256, "intermediate_size": 512,
