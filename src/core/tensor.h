@@ -34,7 +34,7 @@ struct Tensor {
         for (int i = 0; i < n_dims; i++) n *= shape[i];
         return n;
     }
-    int64_t cols() const { return shape[n_dims - 1]; }      // innermost dimension
+    int64_t cols() const { return n_dims > 0 ? shape[size_t(n_dims - 1)] : 0; }  // innermost dimension
     int64_t rows() const { return n_dims == 0 ? 0 : numel() / cols(); }
     size_t row_bytes() const { return dtype_row_bytes(dtype, cols()); }
     size_t n_bytes() const { return size_t(rows()) * row_bytes(); }

@@ -58,11 +58,11 @@ TEST(ThreadPool, ParallelChunksRunsEveryChunkOnceWithStealing) {
         ThreadPool pool(threads);
         for (int64_t n : {1, 2, 5, 64, 1000}) {
             std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+            std::atomic<int64_t> busy{0};
             pool.parallel_chunks(n, [&](int64_t c) {
                 // Uneven work: the first run's chunks are slow, so the other threads finish early and steal.
                 if (c < n / threads)
-                    for (volatile int spin = 0; spin < 20000; spin = spin + 1) {
-                    }
+                    for (int spin = 0; spin < 20000; spin++) busy.fetch_add(1, std::memory_order_relaxed);
                 hits[size_t(c)]++;
             });
             for (auto& h : hits) EXPECT_EQ(h.load(), 1) << "n=" << n << " threads=" << threads;
