@@ -127,3 +127,27 @@ def test_offline_runs_the_engine_in_process(scheduling, tmp_path):
     assert r["requests_per_second"] == pytest.approx(6 / r["elapsed_time"])
     assert r["total_num_tokens"] == r["total_input_tokens"] + r["total_output_tokens"]
     assert r["mean_ttft_ms"] <= r["mean_e2el_ms"]
+
+
+def test_offline_sharegpt_varied_output_lengths_and_kv_waste(tmp_path):
+    if not SHAREGPT.exists():
+        pytest.skip(f"dataset missing: {SHAREGPT}")
+    result = tmp_path / "offline.json"
+    cmd = [str(BIN), "bench", "offline", "-m", str(MODEL), "--dataset", "sharegpt", "--dataset-path", str(SHAREGPT),
+           "--num-prompts", "6", "--max-num-seqs", "6", "--threads", "1", "--seed", "3"]
+    out = subprocess.run(cmd + ["--output-len", "16", "--random-range-ratio", "0.9", "--save-result", str(result)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    r = json.loads(result.read_text())
+    assert r["num_requests"] == 6 and r["failed"] == 0
+    # Each request asks for round(16 * u), u uniform in [0.1, 1.9]: in [2, 30], and with this seed not all 16.
+    assert 6 * 2 <= r["total_output_tokens"] <= 6 * 30
+    assert r["total_output_tokens"] != 6 * 16
+    # KV waste: allocated-but-unfilled slots over allocated, summed over the steps.
+    assert 0 < r["kv_slots_used"] <= r["kv_slots_allocated"]
+    assert r["kv_waste_ratio"] == pytest.approx(1 - r["kv_slots_used"] / r["kv_slots_allocated"])
+    assert 0 <= r["kv_waste_ratio"] < 1
+    # This prompt file has no replies: without an output length every conversation is unusable, and it says how.
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0
+    assert "--sharegpt-output-len" in bad.stdout + bad.stderr
