@@ -35,9 +35,8 @@ struct Tracker {
 
 OfflineResult run_offline(const OfflineConfig& c, backend::Backend& be) {
     const std::string path = c.model.empty() ? engine::default_model_path() : c.model;
-    backend::Backend* backend = &be;
     engine::LoadOptions lo;
-    engine::LoadedModel m = engine::load_model(path, *backend, lo);
+    engine::LoadedModel m = engine::load_model(path, be, lo);
     if (!m.tokenizer) raise(ErrorCode::NotFound, "{}: the model has no tokenizer", path);
     std::vector<SampleRequest> samples = sample_requests(c.dataset, m.tokenizer.get());
 

@@ -35,6 +35,7 @@ bool spin_until(Pred done) {
 ThreadPool::ThreadPool(int n_threads) {
     if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
     n_threads_ = n_threads;
+    chunk_runs_ = std::vector<ChunkRun>(static_cast<size_t>(n_threads_));
     for (int i = 1; i < n_threads_; i++) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -103,10 +104,7 @@ void ThreadPool::parallel_chunks(int64_t n_chunks, const std::function<void(int6
         return;
     }
     // Run t is [front, back) packed in one 64-bit word (front low, back high) so owner and thieves claim with CAS.
-    struct alignas(64) Run {
-        std::atomic<uint64_t> range;
-    };
-    std::vector<Run> runs(static_cast<size_t>(n_threads_));
+    std::vector<ChunkRun>& runs = chunk_runs_;
     for (int t = 0; t < n_threads_; t++) {
         const uint64_t b = uint64_t(n_chunks * t / n_threads_), e = uint64_t(n_chunks * (t + 1) / n_threads_);
         runs[size_t(t)].range.store(b | (e << 32), std::memory_order_relaxed);

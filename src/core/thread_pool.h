@@ -36,6 +36,10 @@ class ThreadPool {
     void worker_loop(int idx);
 
     int n_threads_;
+    struct alignas(64) ChunkRun {  // parallel_chunks' per-thread run of chunks, reused across calls
+        std::atomic<uint64_t> range{0};
+    };
+    std::vector<ChunkRun> chunk_runs_;
     std::vector<std::thread> workers_;
     const std::function<void(int, int)>* job_ = nullptr;  // published by the generation_ increment
     std::atomic<uint64_t> generation_{0};  // one increment per job (and at shutdown)

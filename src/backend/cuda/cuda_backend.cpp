@@ -147,7 +147,8 @@ class CudaBackend final : public Backend {
     }
 
     // ---- capabilities ----
-    bool supports_matmul(DType w) const override { return gemv_supported(w) && Gemm::supported(w); }
+    // Both matmul paths dequantize with dequant8 (the GEMV in registers, the GEMM into f16 slices): one dtype list.
+    bool supports_matmul(DType w) const override { return gemv_supported(w); }
     bool supports_embedding(DType t) const override { return embedding_supported(t); }
     bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::F16; }
 

@@ -34,17 +34,6 @@ Gemm::~Gemm() {
     if (handle_) cublasDestroy(handle_);
 }
 
-bool Gemm::supported(DType w) {
-    switch (w) {
-        case DType::F32: case DType::F16: case DType::BF16:
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-            return true;
-        default:
-            return false;
-    }
-}
-
 void Gemm::run(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K) {
     const float one = 1.0f, zero = 0.0f;
     const int m = int(M), n = int(N), k = int(K);

@@ -46,7 +46,6 @@ class Gemm {
     Gemm(const Gemm&) = delete;
     Gemm& operator=(const Gemm&) = delete;
 
-    static bool supported(DType w_dtype);
     void run(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K);
 
   private:

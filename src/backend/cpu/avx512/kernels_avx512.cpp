@@ -12,9 +12,9 @@
 
 namespace osprey_simd_avx512 {
 
-// Two consecutive blocks' unsigned codes as [block b (32 bytes), block b + 1 (32 bytes)].
+// Two consecutive blocks' unsigned codes as [block b (32 bytes), block b + 1 (32 bytes)] (scales: scales2).
 template <DType T>
-inline __m512i unpack32x2(const void* w, int64_t b, float& d0, float& m0, float& d1, float& m1) {
+inline __m512i unpack32x2(const void* w, int64_t b) {
     using namespace osprey;
     if constexpr (T == DType::Q4_0 || T == DType::Q4_1) {
         using Block = std::conditional_t<T == DType::Q4_0, BlockQ4_0, BlockQ4_1>;
@@ -25,12 +25,10 @@ inline __m512i unpack32x2(const void* w, int64_t b, float& d0, float& m0, float&
         const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
         // [lo0 hi0 lo1 hi1] in 128-bit halves of each block
         const __m512i idx = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
-        d0 = h2f(x[0].d), d1 = h2f(x[1].d);
-        if constexpr (T == DType::Q4_0) m0 = -8.0f * d0, m1 = -8.0f * d1;
-        else m0 = h2f(x[0].m), m1 = h2f(x[1].m);
         return _mm512_permutex2var_epi64(_mm512_zextsi256_si512(lo), idx, _mm512_zextsi256_si512(hi));
     } else {
-        const __m256i a = unpack32<T>(w, b, d0, m0), c = unpack32<T>(w, b + 1, d1, m1);
+        float d, m;  // unused here: the tile kernels take both blocks' scales from scales2
+        const __m256i a = unpack32<T>(w, b, d, m), c = unpack32<T>(w, b + 1, d, m);
         return _mm512_inserti64x4(_mm512_zextsi256_si512(a), c, 1);
     }
 }
@@ -107,9 +105,8 @@ void tile_dot_32x2(const QuantAct& a, int64_t m0, const char* w, size_t rb, floa
         __m512 dw[NW], mw[NW];
         __mmask64 neg[NW];
         for (int j = 0; j < NW; j++) {
-            float d0, mn0, d1, mn1;
             _mm_prefetch(w + (j + kPrefetchRows) * rb + b * kBlockBytes<T>, _MM_HINT_T0);
-            wv[j] = unpack32x2<T>(w + j * rb, b, d0, mn0, d1, mn1);
+            wv[j] = unpack32x2<T>(w + j * rb, b);
             const __m512 sc = _mm512_castps128_ps512(scales2<T>(w + j * rb, b));
             dw[j] = _mm512_permutexvar_ps(idx_d, sc);
             if constexpr (kMin) mw[j] = _mm512_permutexvar_ps(idx_m, sc);
