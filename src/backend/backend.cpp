@@ -1,5 +1,7 @@
 #include "backend/backend.h"
 
+#include "core/error.h"
+
 namespace osprey::backend {
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
@@ -27,6 +29,12 @@ Tensor Buffer::view(DType dtype, std::initializer_list<int64_t> shape) const {
     OSP_CHECK(t.n_bytes() <= n_bytes_, "view {} of {} bytes exceeds buffer of {} bytes", t.shape_str(), t.n_bytes(),
               n_bytes_);
     return t;
+}
+
+void Backend::begin_capture() { raise(ErrorCode::Unsupported, "backend {} cannot record op graphs", name()); }
+
+std::unique_ptr<OpGraph> Backend::end_capture() {
+    raise(ErrorCode::Unsupported, "backend {} cannot record op graphs", name());
 }
 
 }  // namespace osprey::backend

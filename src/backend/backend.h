@@ -85,6 +85,16 @@ struct RopeParams {
 
 enum class Activation { Silu, GeluTanh };
 
+// A recorded sequence of ops, replayed on the same buffers with the same shapes (a CUDA graph): one launch instead
+// of one per op. Valid while the backend's internal scratch areas stay where they were at capture.
+class OpGraph {
+  public:
+    virtual ~OpGraph() = default;
+    virtual void launch() = 0;
+    // False once a scratch area the recorded ops use has been reallocated: capture again.
+    virtual bool valid() const = 0;
+};
+
 class Backend {
   public:
     virtual ~Backend() = default;
@@ -103,6 +113,16 @@ class Backend {
     virtual std::pair<size_t, size_t> device_memory() const { return {0, 0}; }
     // Bytes this backend holds through alloc() now (weights, workspaces, KV pool).
     virtual size_t allocated_bytes() const { return 0; }
+
+    // ---- op graphs ----
+    // Between begin_capture() and end_capture(), ops are recorded into the returned graph instead of running; the
+    // caller must not copy to or from the host meanwhile, and must have run the same ops once before (so scratch
+    // areas already have their size). Backends without graphs answer false and throw Error(Unsupported).
+    virtual bool supports_graphs() const { return false; }
+    virtual void begin_capture();
+    virtual std::unique_ptr<OpGraph> end_capture();
+    // Drops an unfinished capture after an error (nothing to do when none is open).
+    virtual void abort_capture() {}
 
     // ---- capabilities (checked at model load; no silent fallback) ----
     virtual bool supports_matmul(DType weight_dtype) const = 0;

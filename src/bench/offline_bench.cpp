@@ -36,6 +36,7 @@ struct Tracker {
 OfflineResult run_offline(const OfflineConfig& c, backend::Backend& be) {
     const std::string path = c.model.empty() ? engine::default_model_path() : c.model;
     engine::LoadOptions lo;
+    lo.enforce_eager = c.enforce_eager;
     engine::LoadedModel m = engine::load_model(path, be, lo);
     if (!m.tokenizer) raise(ErrorCode::NotFound, "{}: the model has no tokenizer", path);
     std::vector<SampleRequest> samples = sample_requests(c.dataset, m.tokenizer.get());

@@ -21,6 +21,7 @@ struct OfflineConfig {
     DatasetOptions dataset;       // random: random_input_len / random_output_len; sharegpt: path
     int output_len = 0;           // > 0: overrides every request's output length
     bool ignore_eos = true;
+    bool enforce_eager = false;   // no op graphs for decode steps
     engine::EngineConfig engine;
     std::vector<double> percentiles = {50, 90, 99};
     bool progress = false;

@@ -302,6 +302,7 @@ void register_bench_command(CLI::App& app) {
         ->capture_default_str();
     off->add_option("--kv-cache-memory", oo->kv_cache_memory, "KV cache budget, e.g. 512MiB");
     off->add_option("--kv-cache-dtype", oo->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
+    off->add_flag("--enforce-eager", oo->config.enforce_eager, kEnforceEagerHelp);
     off->add_option("--scheduling", oo->scheduling, "continuous or static")
         ->check(CLI::IsMember({"continuous", "static"}))->capture_default_str();
     off->add_flag("!--no-ignore-eos", oo->config.ignore_eos, "Stop at EOS (default: generate the full length)");

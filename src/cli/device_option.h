@@ -19,4 +19,7 @@ std::unique_ptr<backend::Backend> make_backend(const std::string& device, int cp
 constexpr const char* kKvCacheDtypeHelp = "KV cache type: auto (f16), f16 or f32";
 DType parse_kv_cache_dtype(const std::string& name);
 
+// --enforce-eager (vLLM's name): decode steps launch op by op instead of replaying captured CUDA graphs.
+constexpr const char* kEnforceEagerHelp = "launch every op of a step eagerly (no CUDA graphs for decode steps)";
+
 }  // namespace osprey::cli

@@ -41,6 +41,7 @@ struct RunOptions {
     engine::SamplingParams sampling;
     int64_t seed = -1;
     std::string score_out;
+    bool enforce_eager = false;
 };
 
 // Teacher-forced scoring of `tokens`: for every position, the model's top-1 next token and the log-probability
@@ -78,6 +79,7 @@ void run(const RunOptions& o) {
     const std::string path = o.model.empty() ? engine::default_model_path() : o.model;
     auto backend = make_backend(o.device, o.threads);
     engine::LoadOptions lo;
+    lo.enforce_eager = o.enforce_eager;
     ProgressBar bar("loading", isatty(STDOUT_FILENO));
     lo.on_progress = [&](double f) { bar.update(f); };
     engine::LoadedModel m = engine::load_model(path, *backend, lo);
@@ -182,6 +184,7 @@ void register_run_command(CLI::App& app) {
     cmd->add_option("--device", o->device, kDeviceHelp);
     cmd->add_option("-c,--ctx-size", o->ctx, "KV cache size in tokens (default: prompt + n-predict)");
     cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
+    cmd->add_flag("--enforce-eager", o->enforce_eager, kEnforceEagerHelp);
     cmd->add_option("--temp,--temperature", o->sampling.temperature, "Temperature (0 = greedy, the default)");
     cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)");
     cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1 = off)");

@@ -31,6 +31,7 @@ struct ServeOptions {
     engine::EngineConfig engine;
     std::string kv_cache_memory;
     std::string kv_cache_dtype = "auto";
+    bool enforce_eager = false;
     std::string scheduling = "continuous";
     int threads = 0;
     std::string device = "auto";
@@ -94,6 +95,7 @@ void serve(ServeOptions o) {
 
     auto backend = make_backend(o.device, o.threads);
     engine::LoadOptions lo;
+    lo.enforce_eager = o.enforce_eager;
     engine::LoadedModel m = engine::load_model(path, *backend, lo);
     if (!m.tokenizer) raise(ErrorCode::NotFound, "{}: the model has no tokenizer", path);
     spdlog::info("loaded {} in {:.2f} s ({})", path, m.load_seconds, backend->name());
@@ -167,6 +169,7 @@ void register_serve_command(CLI::App& app) {
     cmd->add_option("--max-model-len", o->engine.max_model_len, "Context length (default: the model's)");
     cmd->add_option("--block-size", o->engine.block_size, "Tokens per KV block")->capture_default_str();
     cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
+    cmd->add_flag("--enforce-eager", o->enforce_eager, kEnforceEagerHelp);
     cmd->add_option("--kv-cache-memory", o->kv_cache_memory,
                     "KV cache budget, e.g. 512MiB (default: auto, 2 GiB on the CPU)");
     cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->engine.enable_prefix_caching,

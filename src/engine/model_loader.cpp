@@ -77,6 +77,7 @@ LoadedModel load_model(const std::string& path, backend::Backend& backend, const
     }
     if (options.prefetch) prefetch(source, options);
     m.model = std::make_unique<model::Model>(m.config, source, backend);
+    m.model->set_graphs_enabled(!options.enforce_eager);
     m.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return m;
 }

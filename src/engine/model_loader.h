@@ -36,6 +36,7 @@ struct LoadOptions {
     bool need_tokenizer = true;
     bool prefetch = true;  // read every weight page once (honest load time, no page faults in the first step)
     std::function<void(double fraction)> on_progress;  // called while prefetching
+    bool enforce_eager = false;  // no op graphs: every step launches op by op (see Model::forward)
 };
 
 // Throws Error(NotFound/InvalidFile/Unsupported).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -61,12 +62,30 @@ std::string layer_name(const char* pattern, int layer) { return fmt::format(fmt:
 
 }  // namespace
 
+// One step's inputs on the device.
+struct Model::StepTensors {
+    backend::AttentionBatch batch;
+    Tensor ids;         // [n_tokens]
+    Tensor logit_rows;  // [n_logits]
+    int n_logits = 0;
+};
+
+// A captured decode step: valid while the workspace, the backend's scratch and the KV pool stay where they were.
+struct Model::DecodeGraph {
+    std::unique_ptr<backend::OpGraph> graph;
+    uint64_t ws_epoch = 0;
+    const void* kv_pool = nullptr;
+};
+
 struct Model::Workspace {
     int cap_tokens = 0, cap_seqs = 0, cap_blocks = 0, cap_logits = 0;
+    uint64_t epoch = 0;  // bumped whenever a buffer moves (captured graphs hold the old addresses)
     backend::Buffer x, h, q, k, v, attn, o, gate, up;  // activations
     backend::Buffer logits_in, logits;
     backend::Buffer ids, positions, slots, query_start, seq_lens, block_tables, logit_rows;  // i32 metadata
     std::vector<int32_t> host_tables;
+    std::vector<int32_t> host_ids, host_positions, host_slots, host_starts, host_lens, host_rows;  // padded decode
+    std::map<std::pair<int, int>, DecodeGraph> graphs;  // by (padded batch, context bucket)
 };
 
 Model::Model(const ModelConfig& config, const WeightSource& source, backend::Backend& backend)
@@ -211,6 +230,7 @@ void Model::reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows) 
         ws.positions = f32(n);
         ws.slots = f32(n);
         ws.cap_tokens = n;
+        ws.epoch++;
     }
     if (n_seqs > ws.cap_seqs || max_blocks > ws.cap_blocks) {
         ws.cap_seqs = std::max(n_seqs, ws.cap_seqs);
@@ -218,28 +238,32 @@ void Model::reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows) 
         ws.query_start = f32(ws.cap_seqs + 1);
         ws.seq_lens = f32(ws.cap_seqs);
         ws.block_tables = f32(int64_t(ws.cap_seqs) * ws.cap_blocks);
+        ws.epoch++;
     }
     if (n_logit_rows > ws.cap_logits) {
         ws.logits_in = f32(int64_t(n_logit_rows) * c.d_model);
         ws.logits = f32(int64_t(n_logit_rows) * c.n_vocab);
         ws.logit_rows = f32(n_logit_rows);
         ws.cap_logits = n_logit_rows;
+        ws.epoch++;
     }
 }
 
-backend::AttentionBatch Model::upload_batch(const StepInput& in) {
+Model::StepTensors Model::upload_step(const StepInput& in) {
     Workspace& ws = *ws_;
     const int n_tokens = in.n_tokens();
     const int n_seqs = in.n_seqs();
+    const int n_logits = int(in.logit_rows.size());
     int max_blocks = 1;
     for (const auto& t : in.block_tables) max_blocks = std::max(max_blocks, int(t.size()));
-    reserve(n_tokens, n_seqs, max_blocks, int(in.logit_rows.size()));
+    reserve(n_tokens, n_seqs, max_blocks, n_logits);
 
     auto put = [&](const backend::Buffer& b, const std::vector<int32_t>& v) {
-        backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
+        if (!v.empty()) backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
         return b.view(DType::I32, {int64_t(v.size())});
     };
-    backend::AttentionBatch batch;
+    StepTensors st;
+    backend::AttentionBatch& batch = st.batch;
     batch.n_seqs = n_seqs;
     batch.n_tokens = n_tokens;
     batch.max_blocks_per_seq = max_blocks;
@@ -254,19 +278,119 @@ backend::AttentionBatch Model::upload_batch(const StepInput& in) {
                   ws.host_tables.begin() + long(s) * max_blocks);
     backend_.copy_from_host(ws.block_tables.data(), ws.host_tables.data(), ws.host_tables.size() * 4);
     batch.block_tables = ws.block_tables.view(DType::I32, {n_seqs, max_blocks});
-    return batch;
+    st.ids = put(ws.ids, in.tokens);
+    st.logit_rows = put(ws.logit_rows, in.logit_rows);
+    st.n_logits = n_logits;
+    return st;
+}
+
+// A decode step padded to `batch` sequences: the extra ones decode token 0 at position 0 of block 0 (read only:
+// their key/value write is skipped, slot -1) and their logits are ignored. The block table is `context_bucket /
+// block_size` wide, and the attention's length hint is the bucket, so every launch shape depends on
+// (batch, context_bucket) alone.
+Model::StepTensors Model::upload_padded_decode(const StepInput& in, int batch, int context_bucket, int block_size) {
+    Workspace& ws = *ws_;
+    const int n = in.n_seqs();
+    const int stride = (context_bucket + block_size - 1) / block_size;
+    reserve(batch, batch, stride, batch);
+
+    auto padded = [&](std::vector<int32_t>& host, const std::vector<int32_t>& src, int32_t fill) -> std::vector<int32_t>& {
+        host.assign(size_t(batch), fill);
+        std::copy(src.begin(), src.begin() + n, host.begin());
+        return host;
+    };
+    auto put = [&](const backend::Buffer& b, const std::vector<int32_t>& v) {
+        backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
+        return b.view(DType::I32, {int64_t(v.size())});
+    };
+    StepTensors st;
+    backend::AttentionBatch& b = st.batch;
+    b.n_seqs = batch;
+    b.n_tokens = batch;
+    b.max_blocks_per_seq = stride;
+    b.max_seq_len = context_bucket;
+    ws.host_starts.resize(size_t(batch) + 1);
+    ws.host_rows.resize(size_t(batch));
+    for (int i = 0; i <= batch; i++) ws.host_starts[size_t(i)] = i;
+    for (int i = 0; i < batch; i++) ws.host_rows[size_t(i)] = i;
+    b.query_start = put(ws.query_start, ws.host_starts);
+    b.seq_lens = put(ws.seq_lens, padded(ws.host_lens, in.seq_lens, 1));
+    b.positions = put(ws.positions, padded(ws.host_positions, in.positions, 0));
+    b.slot_mapping = put(ws.slots, padded(ws.host_slots, in.slot_mapping, -1));
+    ws.host_tables.assign(size_t(batch) * size_t(stride), 0);
+    for (int s = 0; s < n; s++)
+        std::copy(in.block_tables[size_t(s)].begin(), in.block_tables[size_t(s)].end(),
+                  ws.host_tables.begin() + long(s) * stride);
+    backend_.copy_from_host(ws.block_tables.data(), ws.host_tables.data(), ws.host_tables.size() * 4);
+    b.block_tables = ws.block_tables.view(DType::I32, {batch, stride});
+    st.ids = put(ws.ids, padded(ws.host_ids, in.tokens, 0));
+    st.logit_rows = put(ws.logit_rows, ws.host_rows);
+    st.n_logits = batch;
+    return st;
+}
+
+int Model::graph_batch_size(int n) { return n <= 8 ? n : (n + 7) / 8 * 8; }
+
+void Model::set_graphs_enabled(bool on) {
+    graphs_enabled_ = on;
+    if (!on) ws_->graphs.clear();
+}
+
+bool Model::is_graph_decode(const StepInput& in) const {
+    const int n = in.n_seqs();
+    if (n < 1 || n > kMaxGraphBatch || in.n_tokens() != n || int(in.logit_rows.size()) != n) return false;
+    for (int i = 0; i < n; i++)
+        if (in.logit_rows[size_t(i)] != i) return false;
+    return true;
 }
 
 Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
-    const ModelConfig& c = config_;
     const int T = in.n_tokens();
-    const int R = int(in.logit_rows.size());
     OSP_CHECK(T > 0 && int(in.positions.size()) == T && int(in.slot_mapping.size()) == T);
-    backend::Backend& be = backend_;
-    const backend::AttentionBatch batch = upload_batch(in);
+    if (graphs_enabled_ && backend_.supports_graphs() && is_graph_decode(in)) return forward_decode_graph(in, kv_cache);
+    const StepTensors step = upload_step(in);
+    run_layers(step, kv_cache);
+    if (step.n_logits == 0) return Tensor(ws_->logits.data(), DType::F32, {0, config_.n_vocab}, backend_.device());
+    return ws_->logits.view(DType::F32, {step.n_logits, config_.n_vocab});
+}
+
+Tensor Model::forward_decode_graph(const StepInput& in, kv::PagedKvCache& kv_cache) {
     Workspace& ws = *ws_;
-    backend_.copy_from_host(ws.ids.data(), in.tokens.data(), size_t(T) * 4);
-    const Tensor ids = ws.ids.view(DType::I32, {T});
+    const int n = in.n_seqs();
+    const int batch = graph_batch_size(n);
+    int bucket = 128;  // context bucket: the next power of two >= the longest sequence
+    for (int len : in.seq_lens) while (bucket < len) bucket *= 2;
+    const StepTensors step = upload_padded_decode(in, batch, bucket, kv_cache.block_size());
+    const void* pool = kv_cache.layer(0).k.data;
+    DecodeGraph& g = ws.graphs[{batch, bucket}];
+    if (g.graph && g.graph->valid() && g.ws_epoch == ws.epoch && g.kv_pool == pool) {
+        g.graph->launch();
+    } else {
+        // Run once eagerly (this step's result; sizes every scratch area), then record the same ops for next time.
+        run_layers(step, kv_cache);
+        g.graph.reset();
+        backend_.begin_capture();
+        try {
+            run_layers(step, kv_cache);
+        } catch (...) {
+            backend_.abort_capture();
+            throw;
+        }
+        g.graph = backend_.end_capture();
+        g.ws_epoch = ws.epoch;
+        g.kv_pool = pool;
+        n_graphs_captured_++;
+    }
+    return ws.logits.view(DType::F32, {n, config_.n_vocab});
+}
+
+void Model::run_layers(const StepTensors& step, kv::PagedKvCache& kv_cache) {
+    const ModelConfig& c = config_;
+    const backend::AttentionBatch& batch = step.batch;
+    const int T = batch.n_tokens;
+    const int R = step.n_logits;
+    backend::Backend& be = backend_;
+    Workspace& ws = *ws_;
 
     // Activations, all [T, *] f32.
     Tensor x = ws.x.view(DType::F32, {T, c.d_model});
@@ -279,7 +403,7 @@ Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
     Tensor gate = ws.gate.view(DType::F32, {T, c.d_ff});
     Tensor up = ws.up.view(DType::F32, {T, c.d_ff});
 
-    be.embedding(x, w_.tok_embd, ids, c.embed_scale);
+    be.embedding(x, w_.tok_embd, step.ids, c.embed_scale);
 
     backend::RopeParams rope_q{c.n_heads, c.head_dim, c.head_dim, c.rope_neox};
     backend::RopeParams rope_k{c.n_kv_heads, c.head_dim, c.head_dim, c.rope_neox};
@@ -327,16 +451,13 @@ Tensor Model::forward(const StepInput& in, kv::PagedKvCache& kv_cache) {
         else be.add(x, x, o);
     }
 
-    if (R == 0) return Tensor(ws.logits.data(), DType::F32, {0, c.n_vocab}, be.device());
-    backend_.copy_from_host(ws.logit_rows.data(), in.logit_rows.data(), size_t(R) * 4);
-    Tensor rows = ws.logit_rows.view(DType::I32, {R});
+    if (R == 0) return;
     Tensor xr = ws.logits_in.view(DType::F32, {R, c.d_model});
-    be.gather_rows(xr, x, rows);
+    be.gather_rows(xr, x, step.logit_rows);
     be.rms_norm(xr, xr, w_.output_norm, c.rms_eps);
     Tensor logits = ws.logits.view(DType::F32, {R, c.n_vocab});
     be.matmul(logits, xr, w_.output);
     if (c.final_softcap > 0) be.scale(logits, 1.0f, c.final_softcap);
-    return logits;
 }
 
 WeightSource gguf_weight_source(const formats::GgufFile& file) {

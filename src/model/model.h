@@ -64,13 +64,30 @@ class Model {
     size_t weight_bytes() const { return weight_bytes_; }
 
     // One step. Returns logits [in.logit_rows.size(), n_vocab] f32 on the backend's device, valid until the next call.
+    // On a backend with op graphs, a decode step (one token per sequence, logits for each in order) of at most
+    // kMaxGraphBatch sequences replays a graph captured for its padded batch size and context bucket (captured on
+    // first use after one eager run): one launch per step instead of one per op.
     Tensor forward(const StepInput& in, kv::PagedKvCache& kv_cache);
+
+    static constexpr int kMaxGraphBatch = 256;
+    // Op graphs on (default, where the backend has them) or off (every step eager, like vLLM's --enforce-eager).
+    void set_graphs_enabled(bool on);
+    bool graphs_enabled() const { return graphs_enabled_; }
+    int n_graphs_captured() const { return n_graphs_captured_; }
+    // The batch size a decode step of n sequences is padded to: n itself up to 8, then the next multiple of 8.
+    static int graph_batch_size(int n);
 
   private:
     struct Workspace;
+    struct StepTensors;
+    struct DecodeGraph;
     void load(const WeightSource& source);
     void reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows);
-    backend::AttentionBatch upload_batch(const StepInput& in);
+    StepTensors upload_step(const StepInput& in);
+    StepTensors upload_padded_decode(const StepInput& in, int batch, int context_bucket, int block_size);
+    void run_layers(const StepTensors& step, kv::PagedKvCache& kv_cache);
+    bool is_graph_decode(const StepInput& in) const;
+    Tensor forward_decode_graph(const StepInput& in, kv::PagedKvCache& kv_cache);
 
     ModelConfig config_;
     backend::Backend& backend_;
@@ -80,6 +97,8 @@ class Model {
     size_t n_params_ = 0;
     size_t weight_bytes_ = 0;
     std::unique_ptr<Workspace> ws_;
+    bool graphs_enabled_ = true;
+    int n_graphs_captured_ = 0;
 };
 
 // A WeightSource over a GGUF file (views into its map; the file must outlive the Model).

@@ -75,6 +75,22 @@ class PinnedStaging {
     size_t used_ = 0;
 };
 
+// An instantiated CUDA graph of one backend's stream.
+class CudaGraph final : public OpGraph {
+  public:
+    CudaGraph(cudaGraphExec_t exec, cudaStream_t stream, uint64_t epoch) : exec_(exec), stream_(stream), epoch_(epoch) {}
+    ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+    CudaGraph(const CudaGraph&) = delete;
+    CudaGraph& operator=(const CudaGraph&) = delete;
+    void launch() override { OSP_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+    bool valid() const override { return scratch_epoch() == epoch_; }
+
+  private:
+    cudaGraphExec_t exec_;
+    cudaStream_t stream_;
+    uint64_t epoch_;
+};
+
 class CudaBackend final : public Backend {
   public:
     explicit CudaBackend(int device) : device_(device) {
@@ -144,6 +160,35 @@ class CudaBackend final : public Backend {
         size_t free_b = 0, total_b = 0;
         OSP_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
         return {free_b, total_b};
+    }
+
+    // ---- op graphs ----
+    // The profiler times each op with events, which a graph would hide: profiled runs stay eager.
+    bool supports_graphs() const override { return !profiler_.enabled(); }
+    void begin_capture() override {
+        bind();
+        capture_epoch_ = scratch_epoch();
+        OSP_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    }
+    std::unique_ptr<OpGraph> end_capture() override {
+        bind();
+        cudaGraph_t graph = nullptr;
+        OSP_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+        cudaGraphExec_t exec = nullptr;
+        const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        OSP_CUDA_CHECK(e);
+        return std::make_unique<CudaGraph>(exec, stream_, capture_epoch_);
+    }
+    void abort_capture() override {
+        bind();
+        cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(stream_, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+            cudaGraph_t graph = nullptr;
+            cudaStreamEndCapture(stream_, &graph);
+            if (graph) cudaGraphDestroy(graph);
+        }
+        cudaGetLastError();  // the failed capture's error is the caller's to report
     }
 
     // ---- capabilities ----
@@ -357,6 +402,7 @@ class CudaBackend final : public Backend {
     std::unique_ptr<Gemm> gemm_;
     std::unique_ptr<PinnedStaging> staging_;
     std::atomic<size_t> allocated_{0};
+    uint64_t capture_epoch_ = 0;
     OpProfiler profiler_;  // destroyed first: prints while the stream is alive
 };
 

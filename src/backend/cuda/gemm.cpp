@@ -1,11 +1,19 @@
 // cuBLAS GEMMs for M > kGemvMaxRows (see gemm.cuh). Row-major out [M, N] = x [M, K] . w [N, K]^T is the
 // column-major product out^T [N, M] = w^T . x^T with w read transposed (lda = K) and x as is (ldb = K).
 #include <algorithm>
+#include <atomic>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/gemm.cuh"
 
 namespace osprey::backend::cuda {
+
+namespace {
+std::atomic<uint64_t> g_scratch_epoch{0};
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+}  // namespace
+
+uint64_t scratch_epoch() { return g_scratch_epoch.load(); }
 
 DeviceScratch::~DeviceScratch() {
     if (data_) cudaFree(data_);
@@ -20,6 +28,7 @@ void* DeviceScratch::get(size_t n_bytes, cudaStream_t stream) {
     const size_t rounded = (n_bytes + (size_t(1) << 20) - 1) & ~((size_t(1) << 20) - 1);
     OSP_CUDA_CHECK(cudaMalloc(&data_, rounded));
     n_bytes_ = rounded;
+    g_scratch_epoch++;
     return data_;
 }
 
@@ -28,10 +37,13 @@ Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
     OSP_CUBLAS_CHECK(cublasSetStream(handle_, stream_));
     // Default math: CUBLAS_COMPUTE_32F products stay in f32 (no TF32 unless NVIDIA_TF32_OVERRIDE asks for it).
     OSP_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+    OSP_CUDA_CHECK(cudaMalloc(&workspace_, kCublasWorkspaceBytes));
+    OSP_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_, kCublasWorkspaceBytes));
 }
 
 Gemm::~Gemm() {
     if (handle_) cublasDestroy(handle_);
+    if (workspace_) cudaFree(workspace_);
 }
 
 void Gemm::run(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K) {

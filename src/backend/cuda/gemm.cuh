@@ -24,7 +24,10 @@ void launch_convert_f32(void* dst, DType to, const float* x, int64_t n, cudaStre
 void launch_dequantize_f16(uint16_t* dst, DType w_dtype, const void* w, int64_t n_rows, int64_t K,
                            cudaStream_t stream);
 
-// A growable device scratch area. grow() synchronizes the stream before it frees the old area.
+// A growable device scratch area. get() synchronizes the stream before it frees the old area.
+// Every move bumps scratch_epoch(): op graphs recorded before it read the old area and must be captured again.
+uint64_t scratch_epoch();
+
 class DeviceScratch {
   public:
     DeviceScratch() = default;
@@ -51,6 +54,7 @@ class Gemm {
   private:
     cudaStream_t stream_;
     cublasHandle_t handle_ = nullptr;
+    void* workspace_ = nullptr;  // cuBLAS's own, set explicitly so that graph capture never allocates
     DeviceScratch x_scratch_, w_scratch_;
 };
 
