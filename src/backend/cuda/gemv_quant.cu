@@ -2,7 +2,10 @@
 // types) or 8-element groups (block types), lane, lane + 32, ..., with several loads in flight, dequantizes them
 // once and multiplies them with up to MR rows of x. One launch covers up to kMaxGemvJobs weights that read the same
 // x (q/k/v), or a gate and an up weight whose rows are combined as act(gate) * up (the gated feed-forward input).
+#include <cstdlib>
+
 #include "backend/cuda/dequant.cuh"
+#include "backend/cuda/gemv_blocks.cuh"
 #include "backend/cuda/gemv_quant.cuh"
 
 namespace osprey::backend::cuda {
@@ -115,7 +118,7 @@ __device__ __forceinline__ void row_dot_any(const uint8_t* row, const float* xr,
     }
 }
 
-enum class RowPath { Blocks, Vec, Any };
+enum class RowPath { Blocks, Tiled, Vec, Any };
 
 template <DType DT, int MR, RowPath P>
 __device__ __forceinline__ void row_dot(const uint8_t* row, const float* xr, int64_t K, int n_rows, int lane,
@@ -155,6 +158,17 @@ gemv_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K, size
         if (lane == 0 && r < n_rows) b.out[j][(m0 + r) * N + n] = acc[r];
 }
 
+// act(g) as activation.cu computes it: SiLU or tanh-GELU.
+template <bool kSilu>
+__device__ __forceinline__ float gate_act(float g) {
+    if constexpr (kSilu) {
+        return g / (1.0f + expf(-g));
+    } else {
+        constexpr float kC = 0.7978845608028654f;
+        return g / (1.0f + expf(-2.0f * kC * (g + 0.044715f * g * g * g)));
+    }
+}
+
 // out[m, n] = act(x[m] . gate[n]) * (x[m] . up[n]): the two dot products exactly as gemv_kernel computes them and
 // the activation as activation.cu computes it.
 template <DType DT, int MR, RowPath P, bool kSilu>
@@ -176,17 +190,155 @@ gemv_gated_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg, const
 #pragma unroll
     for (int r = 0; r < MR; r++) {
         if (lane == 0 && r < n_rows) {
-            const float g = ag[r];
-            float a;
-            if constexpr (kSilu) {
-                a = g / (1.0f + expf(-g));
-            } else {
-                constexpr float kC = 0.7978845608028654f;
-                a = g / (1.0f + expf(-2.0f * kC * (g + 0.044715f * g * g * g)));
-            }
-            out[(m0 + r) * N + n] = a * au[r];
+            out[(m0 + r) * N + n] = gate_act<kSilu>(ag[r]) * au[r];
         }
     }
+}
+
+unsigned row_groups(int64_t M) { return M <= 4 ? 1u : unsigned((M + 7) / 8); }
+
+constexpr int kTiledWarps = 4;  // warps per block of the tiled block-type kernels
+
+template <int RW, int MR>
+__device__ __forceinline__ void zero_acc(float (&acc)[RW][MR]) {
+#pragma unroll
+    for (int rw = 0; rw < RW; rw++)
+#pragma unroll
+        for (int r = 0; r < MR; r++) acc[rw][r] = 0.0f;
+}
+
+// gemv_kernel for block types on the tiled path: RW consecutive rows of the batch per warp.
+template <DType DT, int MR, int RW>
+__global__ void __launch_bounds__(kTiledWarps * 32)
+gemv_tiled_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K, size_t row_bytes) {
+    extern __shared__ uint4 gemv_smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t total = b.first_row[b.n_jobs];
+    const int64_t g0 = (int64_t(blockIdx.x) * kTiledWarps + warp) * RW;
+    if (g0 >= total) return;
+    const int64_t m0 = int64_t(blockIdx.y) * MR;
+    const int n_rows = int(M - m0 < MR ? M - m0 : MR);
+    const uint8_t* rows[RW];
+    int job[RW];
+    int64_t nn[RW];
+#pragma unroll
+    for (int rw = 0; rw < RW; rw++) {  // rows past the end repeat the last row and are not written
+        const int64_t g = g0 + rw < total ? g0 + rw : total - 1;
+        int j = 0;
+        while (g >= b.first_row[j + 1]) j++;
+        job[rw] = j, nn[rw] = g - b.first_row[j];
+        rows[rw] = b.w[j] + size_t(nn[rw]) * row_bytes;
+    }
+    float acc[RW][MR];
+    zero_acc(acc);
+    rows_dot_tiled<DT, MR, RW>(rows, x + m0 * K, K, n_rows, lane, gemv_smem + warp * (gemv_warp_smem<DT, RW>() / 16),
+                               acc);
+#pragma unroll
+    for (int rw = 0; rw < RW; rw++) warp_reduce(acc[rw]);
+    if (lane == 0) {
+#pragma unroll
+        for (int rw = 0; rw < RW; rw++) {
+            if (g0 + rw >= total) break;
+            const int j = job[rw];
+#pragma unroll
+            for (int r = 0; r < MR; r++)
+                if (r < n_rows) b.out[j][(m0 + r) * b.n[j] + nn[rw]] = acc[rw][r];
+        }
+    }
+}
+
+// gemv_gated_kernel on the tiled path: RW / 2 outputs per warp, rows (gate n, up n, gate n + 1, up n + 1, ...).
+template <DType DT, int MR, int RW, bool kSilu>
+__global__ void __launch_bounds__(kTiledWarps * 32)
+gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg, const uint8_t* __restrict__ wu,
+                        const float* __restrict__ x, int64_t M, int64_t N, int64_t K, size_t row_bytes) {
+    constexpr int kOut = RW / 2;
+    extern __shared__ uint4 gemv_smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t n0 = (int64_t(blockIdx.x) * kTiledWarps + warp) * kOut;
+    if (n0 >= N) return;
+    const int64_t m0 = int64_t(blockIdx.y) * MR;
+    const int n_rows = int(M - m0 < MR ? M - m0 : MR);
+    const uint8_t* rows[RW];
+#pragma unroll
+    for (int p = 0; p < kOut; p++) {
+        const int64_t n = n0 + p < N ? n0 + p : N - 1;
+        rows[2 * p] = wg + size_t(n) * row_bytes, rows[2 * p + 1] = wu + size_t(n) * row_bytes;
+    }
+    float acc[RW][MR];
+    zero_acc(acc);
+    rows_dot_tiled<DT, MR, RW>(rows, x + m0 * K, K, n_rows, lane, gemv_smem + warp * (gemv_warp_smem<DT, RW>() / 16),
+                               acc);
+#pragma unroll
+    for (int rw = 0; rw < RW; rw++) warp_reduce(acc[rw]);
+    if (lane == 0) {
+#pragma unroll
+        for (int p = 0; p < kOut; p++) {
+            if (n0 + p >= N) break;
+#pragma unroll
+            for (int r = 0; r < MR; r++)
+                if (r < n_rows) out[(m0 + r) * N + n0 + p] = gate_act<kSilu>(acc[2 * p][r]) * acc[2 * p + 1][r];
+        }
+    }
+}
+
+// Tuning knob, read once (OSPREY_GEMV_VARIANT): 0 tiled path with 4 rows per warp, 1 the per-warp row path for
+// block types, 2 tiled with 2 rows per warp (Q8_0, Q4_0, Q4_K, Q6_K).
+int gemv_variant() {
+    static const int v = [] {
+        const char* e = std::getenv("OSPREY_GEMV_VARIANT");
+        return e ? std::atoi(e) : 0;
+    }();
+    return v;
+}
+
+template <DType DT>
+constexpr bool tiled_rw2_instantiated() {
+    return DT == DType::Q8_0 || DT == DType::Q4_0 || DT == DType::Q4_K || DT == DType::Q6_K;
+}
+
+template <typename Kern>
+void allow_smem(Kern* kernel, size_t bytes) {
+    if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+}
+
+// Calls f.template operator()<RW>() with the rows per warp of the tiled path.
+template <DType DT, typename F>
+void dispatch_rw(F&& f) {
+    if constexpr (tiled_rw2_instantiated<DT>()) {
+        if (gemv_variant() == 2) return f.template operator()<2>();
+    }
+    f.template operator()<4>();
+}
+
+template <DType DT, int MR>
+void launch_tiled(const GemvBatch& b, const float* x, int64_t M, int64_t K, size_t row_bytes, cudaStream_t stream) {
+    dispatch_rw<DT>([&]<int RW>() {
+        const int64_t per_block = int64_t(kTiledWarps) * RW;
+        const dim3 grid(unsigned((b.first_row[b.n_jobs] + per_block - 1) / per_block), row_groups(M));
+        const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
+        allow_smem(gemv_tiled_kernel<DT, MR, RW>, smem);
+        gemv_tiled_kernel<DT, MR, RW><<<grid, kTiledWarps * 32, smem, stream>>>(b, x, M, K, row_bytes);
+    });
+}
+
+template <DType DT, int MR>
+void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const float* x, int64_t M, int64_t N,
+                        int64_t K, size_t row_bytes, bool silu, cudaStream_t stream) {
+    dispatch_rw<DT>([&]<int RW>() {
+        const int64_t per_block = int64_t(kTiledWarps) * (RW / 2);
+        const dim3 grid(unsigned((N + per_block - 1) / per_block), row_groups(M));
+        const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
+        if (silu) {
+            allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, true>, smem);
+            gemv_gated_tiled_kernel<DT, MR, RW, true><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N,
+                                                                                               K, row_bytes);
+        } else {
+            allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, false>, smem);
+            gemv_gated_tiled_kernel<DT, MR, RW, false><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N,
+                                                                                                K, row_bytes);
+        }
+    });
 }
 
 template <DType DT>
@@ -197,7 +349,11 @@ RowPath row_path(const GemvBatch& b, const float* x, int64_t K) {
         for (int j = 0; j < b.n_jobs; j++) bits |= reinterpret_cast<uintptr_t>(b.w[j]);
         return K % kPer == 0 && bits % 16 == 0 ? RowPath::Vec : RowPath::Any;
     } else {
-        return RowPath::Blocks;
+        // Tiled: rows of whole 16-byte vectors, 16-byte aligned weights and x.
+        uintptr_t bits = reinterpret_cast<uintptr_t>(x);
+        for (int j = 0; j < b.n_jobs; j++) bits |= reinterpret_cast<uintptr_t>(b.w[j]);
+        const bool aligned = dtype_row_bytes(DT, K) % 16 == 0 && bits % 16 == 0;
+        return aligned && gemv_variant() != 1 ? RowPath::Tiled : RowPath::Blocks;
     }
 }
 
@@ -210,8 +366,8 @@ void dispatch_rows(int64_t M, RowPath p, F&& f) {
             if (p == RowPath::Vec) f.template operator()<MR, RowPath::Vec>();
             else f.template operator()<MR, RowPath::Any>();
         } else {
-            (void)p;
-            f.template operator()<MR, RowPath::Blocks>();
+            if (p == RowPath::Tiled) f.template operator()<MR, RowPath::Tiled>();
+            else f.template operator()<MR, RowPath::Blocks>();
         }
     };
     if (M == 1) with_path.template operator()<1>();
@@ -219,8 +375,6 @@ void dispatch_rows(int64_t M, RowPath p, F&& f) {
     else if (M <= 4) with_path.template operator()<4>();
     else with_path.template operator()<8>();
 }
-
-unsigned row_groups(int64_t M) { return M <= 4 ? 1u : unsigned((M + 7) / 8); }
 
 }  // namespace
 
@@ -244,7 +398,11 @@ void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_
     dispatch_weight_dtype(w_dtype, [&]<DType DT>() {
         const size_t row_bytes = dtype_row_bytes(DT, K);
         dispatch_rows<DT>(M, row_path<DT>(b, x, K), [&]<int MR, RowPath P>() {
-            gemv_kernel<DT, MR, P><<<dim3(gx, row_groups(M)), kWarpsPerBlock * 32, 0, stream>>>(b, x, M, K, row_bytes);
+            if constexpr (P == RowPath::Tiled)
+                launch_tiled<DT, MR>(b, x, M, K, row_bytes, stream);
+            else
+                gemv_kernel<DT, MR, P><<<dim3(gx, row_groups(M)), kWarpsPerBlock * 32, 0, stream>>>(b, x, M, K,
+                                                                                                    row_bytes);
         });
     });
 }
@@ -266,7 +424,9 @@ void launch_gemv_gated(float* out, const float* x, DType w_dtype, const void* w_
         const size_t row_bytes = dtype_row_bytes(DT, K);
         dispatch_rows<DT>(M, row_path<DT>(b, x, K), [&]<int MR, RowPath P>() {
             const dim3 grid(gx, row_groups(M));
-            if (silu)
+            if constexpr (P == RowPath::Tiled)
+                launch_gated_tiled<DT, MR>(out, b.w[0], b.w[1], x, M, N, K, row_bytes, silu, stream);
+            else if (silu)
                 gemv_gated_kernel<DT, MR, P, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(
                     out, b.w[0], b.w[1], x, M, N, K, row_bytes);
             else

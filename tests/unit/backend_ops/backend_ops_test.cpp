@@ -123,6 +123,10 @@ TEST_P(MatmulOps, MatchesCpuAndReference) {
     const std::vector<Shape> shapes = {
         {97, test_k(dt), {1, 2, 3, 5, 8, 9, 64, 256}},  // N not a multiple of the 4 rows a block handles
         {512, 2048, {1, 8, 256}},
+        // Llama-3-8B widths: rows of whole 16-byte vectors (the tiled block path), N not a multiple of the rows a
+        // warp or a block takes, every small M.
+        {37, 4096, {1, 2, 3, 4, 5, 6, 7, 8}},
+        {45, 14336, {1, 2, 3, 4, 5, 6, 7, 8}},
     };
     uint32_t seed = 100;
     for (const Shape& s : shapes) {
@@ -153,13 +157,13 @@ INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulOps, ::testing::ValuesIn(matmul_d
 
 TEST_F(BackendOps, GemvIsBatchInvariant) {
     // out[m, n] of the small-batch kernel must not depend on M or on the row's place in the batch.
-    for (DType dt : {DType::F16, DType::Q4_K, DType::Q8_0}) {
-        const int64_t N = 64, K = 512;
+    for (DType dt : matmul_dtypes()) {
+        const int64_t N = 67, K = 4096;
         const std::vector<uint8_t> w = random_weights(dt, N, K, 7);
         const std::vector<float> x = random_floats(size_t(8 * K), 8);
         DevTensor wg(gpu(), dt, {N, K}, w.data());
         std::vector<std::vector<float>> outs;
-        for (int64_t M : {8, 5, 1}) {
+        for (int64_t M : {8, 5, 3, 2, 1}) {
             // Row 0 of the M=1 run, row 0 of M=5, row 0 of M=8 all hold x's row 0.
             DevTensor xg(gpu(), DType::F32, {M, K}, x.data()), og(gpu(), DType::F32, {M, N});
             gpu().matmul(og.t, xg.t, wg.t);
@@ -167,8 +171,7 @@ TEST_F(BackendOps, GemvIsBatchInvariant) {
             o.resize(size_t(N));
             outs.push_back(o);
         }
-        EXPECT_EQ(outs[0], outs[1]) << dtype_name(dt);
-        EXPECT_EQ(outs[0], outs[2]) << dtype_name(dt);
+        for (size_t i = 1; i < outs.size(); i++) EXPECT_EQ(outs[0], outs[i]) << dtype_name(dt) << " run " << i;
     }
 }
 
@@ -422,10 +425,12 @@ TEST_F(BackendOps, RopeKvWrite) {
 // One launch for several weights (q/k/v) and the gate/up pair with its activation: bit-identical to the separate
 // GPU ops (the same warp reduction per output), for plain and block dtypes and every small-M row group.
 TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
-    const int64_t K = 512;
-    for (DType dt : {DType::BF16, DType::F32, DType::Q8_0, DType::Q4_K}) {
-        for (int64_t M : {int64_t(1), int64_t(3), int64_t(8)}) {
-            const int64_t ns[3] = {96, 32, 32};
+    // K = 512 takes the per-warp row path for Q6_K (rows of 420 bytes), K = 4096 the tiled path of every block type;
+    // 37 rows: not a multiple of the rows a warp takes.
+    for (DType dt : matmul_dtypes()) {
+        const int64_t K = is_quantized(dt) ? 4096 : 512;
+        for (int64_t M : {int64_t(1), int64_t(2), int64_t(3), int64_t(8)}) {
+            const int64_t ns[3] = {96, 37, 37};
             std::vector<std::vector<uint8_t>> w;
             for (int i = 0; i < 3; i++) w.push_back(random_weights(dt, ns[i], K, uint32_t(80 + i)));
             const std::vector<float> x = random_floats(size_t(M * K), 84);
@@ -444,9 +449,9 @@ TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
             for (int i = 0; i < 3; i++)
                 expect_close("matmul_multi", what, fetch(*multi[size_t(i)], "multi"), fetch(*single[size_t(i)], "single"), 0.0);
             for (Activation act : {Activation::Silu, Activation::GeluTanh}) {
-                DevTensor gate(gpu(), DType::F32, {M, 32}), up(gpu(), DType::F32, {M, 32});
+                DevTensor gate(gpu(), DType::F32, {M, ns[1]}), up(gpu(), DType::F32, {M, ns[1]});
                 gpu().gated_matmul(gate.t, up.t, xg.t, wg[1]->t, wg[2]->t, act);
-                DevTensor ref(gpu(), DType::F32, {M, 32});
+                DevTensor ref(gpu(), DType::F32, {M, ns[1]});
                 gpu().gated_activation(ref.t, single[1]->t, single[2]->t, act);
                 expect_close("gated_matmul", what + (act == Activation::Silu ? " silu" : " gelu"), fetch(gate, "gated"),
                              fetch(ref, "separate"), 0.0);
