@@ -10,7 +10,9 @@
 //   key indices aligned to multiples of 64 are staged in shared memory through the block table, with an online
 //   softmax per row. Tiles a row cannot see leave its state exactly unchanged, so a row's result depends only on
 //   its query, position and keys.
-// All math is f32 (scores in the log2 domain, exp2f); the pools may be f32 or f16.
+//   With an f16 pool (head_dim a multiple of 8) the products run on tensor cores (mma.sync, f16 inputs: q and the
+//   softmax weights rounded to f16, f32 accumulation and softmax); otherwise in f32 on CUDA cores.
+// Decode math is all f32 (scores in the log2 domain, exp2f); the pools may be f32 or f16.
 #pragma once
 
 #include <cuda_runtime.h>

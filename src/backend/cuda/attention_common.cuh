@@ -120,7 +120,11 @@ struct DecodePartials {
 void launch_decode_splits(const PagedAttentionArgs& a, const DecodePartials& part, bool kv_vec_ok,
                           cudaStream_t stream);
 void launch_decode_merge(const PagedAttentionArgs& a, const DecodePartials& part, cudaStream_t stream);
-// Sequences with two or more query tokens.
+// Sequences with two or more query tokens: the tensor-core kernel where it applies, else the f32 SIMT one
+// (attention_prefill.cu; OSPREY_CUDA_ATTN_PREFILL=simt forces it, for comparisons).
 void launch_prefill_tiles(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_t stream);
+// The tensor-core kernel (attention_prefill_mma.cu): f16 pools with head_dim a multiple of 8 and 16-byte aligned
+// rows; returns false, launching nothing, for other batches.
+bool launch_prefill_mma(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_t stream);
 
 }  // namespace osprey::backend::cuda::attn

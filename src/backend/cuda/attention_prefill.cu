@@ -1,4 +1,5 @@
-// Tiled flash attention (f32 SIMT) for sequences with two or more query tokens (prefill, chunked prefill).
+// Tiled flash attention (f32 SIMT) for sequences with two or more query tokens (prefill, chunked prefill) when the
+// tensor-core kernel (attention_prefill_mma.cu) does not apply: f32 pools, head sizes not a multiple of 8.
 // Rows: the query rows of a sequence for one KV head are (token i, query head g of that KV head), row i * group + g.
 // Grid (tile slots, n_kv_heads), 256 threads as 16 x 16 (ty, tx). Sequence s owns the tile slots
 // [tile_base(s), tile_base(s + 1)) with tile_base(s) = ceil(query_start[s] * group / 64) + s, enough for its
@@ -14,6 +15,8 @@
 // row's result depends only on its query, its position and its sequence's keys, not on the rows it shares a
 // tile with or on the rest of the batch.
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/cuda/attention_common.cuh"
 
@@ -266,6 +269,11 @@ void launch_kv(const PagedAttentionArgs& a, bool vec_ok, cudaStream_t stream) {
 }  // namespace
 
 void launch_prefill_tiles(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_t stream) {
+    static const bool force_simt = [] {
+        const char* e = std::getenv("OSPREY_CUDA_ATTN_PREFILL");
+        return e != nullptr && std::strcmp(e, "simt") == 0;
+    }();
+    if (!force_simt && launch_prefill_mma(a, kv_vec_ok, stream)) return;
     if (a.kv_f16) launch_kv<__half>(a, kv_vec_ok, stream);
     else launch_kv<float>(a, kv_vec_ok, stream);
 }
