@@ -259,7 +259,8 @@ Model::StepTensors Model::upload_step(const StepInput& in) {
     reserve(n_tokens, n_seqs, max_blocks, n_logits);
 
     auto put = [&](const backend::Buffer& b, const std::vector<int32_t>& v) {
-        if (!v.empty()) backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
+        if (v.empty()) return Tensor();
+        backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
         return b.view(DType::I32, {int64_t(v.size())});
     };
     StepTensors st;

@@ -136,6 +136,7 @@ class RecordingBackend final : public Backend {
 };
 
 constexpr int kBlockSize = 16;
+constexpr int kChunk = 128;
 
 // A model on `be` with its own KV pool; greedy decoding of a ragged batch, logits of every decode step kept.
 struct Runner {
@@ -162,6 +163,15 @@ struct Runner {
         }
         std::vector<int> n_cached(n, 0);
         std::vector<std::vector<std::vector<float>>> out;
+        // Prompts longer than kChunk are first prefilled alone, kChunk tokens a step, without logits.
+        for (size_t s = 0; s < n; s++)
+            while (int(seqs[s].size()) - n_cached[s] > kChunk) {
+                model::StepInput in;
+                in.add_sequence(std::span<const int32_t>(seqs[s].data() + n_cached[s], size_t(kChunk)), n_cached[s],
+                                tables[s], kBlockSize, model::StepInput::Logits::None);
+                EXPECT_EQ(m.model->forward(in, *kv).rows(), 0);
+                n_cached[s] += kChunk;
+            }
         for (int step = 0; step <= n_decode; step++) {
             model::StepInput in;
             for (size_t s = 0; s < n; s++)
