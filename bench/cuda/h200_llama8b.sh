@@ -35,7 +35,7 @@ if step osprey; then
   for run in "decode 512 128" "prefill 4096 1"; do
     set -- $run
     /usr/bin/time -v $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens $2 -n $3 --ignore-eos --no-bos \
-      --stats-json "$OUT/osprey_$1.json" > /dev/null 2> "$OUT/osprey_$1.log"
+      --stats-json "$OUT/osprey_$1.json" > "$OUT/osprey_$1.txt" 2> "$OUT/osprey_$1.log"
     echo "osprey $1 rc=$?: $(grep -E 'tokens/s' "$OUT/osprey_$1.log" | tail -1)"
     grep -E "Maximum resident|Elapsed" "$OUT/osprey_$1.log"
   done
@@ -43,6 +43,14 @@ if step osprey; then
   $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 1024 --no-bos --score-out /tmp/osprey_score.json \
     2> "$OUT/osprey_score.log" > /dev/null
   echo "osprey score rc=$? $(( $(date +%s) - s )) s"; tail -2 "$OUT/osprey_score.log"
+fi
+if step eager; then  # the same decode without CUDA graphs: speed, and the same greedy text
+  T=$C/wikitext-2-raw-test.txt
+  $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 512 -n 128 --ignore-eos --no-bos --enforce-eager \
+    --stats-json "$OUT/osprey_decode_eager.json" > "$OUT/osprey_decode_eager.txt" 2> "$OUT/osprey_decode_eager.log"
+  echo "osprey decode eager rc=$?: $(grep -E 'tokens/s' "$OUT/osprey_decode_eager.log" | tail -1)"
+  if cmp -s "$OUT/osprey_decode.txt" "$OUT/osprey_decode_eager.txt"; then echo "graphs == eager text: yes"
+  else echo "graphs == eager text: NO"; fi
 fi
 if step hf; then
   s=$(date +%s)
@@ -74,9 +82,12 @@ if step offline; then  # continuous vs static batching and KV waste: ShareGPT pr
   done
 fi
 if step batch128; then  # decode throughput with 128 concurrent sequences: 512-token prompts, 128 new tokens each
-  $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 --max-num-seqs 128 \
-    --max-num-batched-tokens 8192 --save-result "$OUT/offline_batch128.json" > "$OUT/offline_batch128.txt" 2>&1
-  echo "batch128 rc=$?"; grep -E "Output token|TPOT|Elapsed" "$OUT/offline_batch128.txt" | head -4
+  for mode in graphs eager; do
+    flag=; [ $mode = eager ] && flag=--enforce-eager
+    $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 --max-num-seqs 128 \
+      --max-num-batched-tokens 8192 $flag --save-result "$OUT/offline_batch128_$mode.json" > "$OUT/offline_batch128_$mode.txt" 2>&1
+    echo "batch128 $mode rc=$?"; grep -E "Output token|TPOT|Elapsed" "$OUT/offline_batch128_$mode.txt" | head -4
+  done
 fi
 if step quant; then  # batch-1 decode of GGUF-quantized 8B files made by osprey synth (Q4_K_M, Q8_0)
   T=$C/wikitext-2-raw-test.txt

@@ -136,6 +136,10 @@ nlohmann::json offline_json(const OfflineResult& r, const OfflineConfig& c) {
     j["output_tokens_per_second"] = r.output_tokens_per_second;
     j["n_preemptions"] = r.stats.n_preemptions;
     j["n_steps"] = r.stats.n_steps;
+    j["n_decode_steps"] = r.stats.n_decode_steps;
+    j["decode_step_tokens"] = r.stats.decode_step_tokens;
+    j["decode_step_seconds"] = r.stats.decode_step_seconds;
+    j["decode_throughput"] = r.stats.decode_step_seconds > 0 ? double(r.stats.decode_step_tokens) / r.stats.decode_step_seconds : 0.0;
     // KV memory waste: allocated-but-unfilled token slots over allocated slots, summed over the engine's steps.
     j["kv_slots_allocated"] = r.stats.kv_slots_allocated;
     j["kv_slots_used"] = r.stats.kv_slots_used;
@@ -163,6 +167,12 @@ std::string format_offline(const OfflineResult& r) {
     line("Output token throughput (tok/s):", fmt::format("{:.2f}", r.output_tokens_per_second));
     line("Total token throughput (tok/s):", fmt::format("{:.2f}", r.total_tokens_per_second));
     line("Preemptions / engine steps:", fmt::format("{} / {}", r.stats.n_preemptions, r.stats.n_steps));
+    if (r.stats.n_decode_steps > 0)
+        line("Decode-only steps (tok/s):",
+             fmt::format("{} steps, mean batch {:.1f}, {:.2f} ms/step, {:.1f} tok/s", r.stats.n_decode_steps,
+                         double(r.stats.decode_step_tokens) / double(r.stats.n_decode_steps),
+                         1000.0 * r.stats.decode_step_seconds / double(r.stats.n_decode_steps),
+                         double(r.stats.decode_step_tokens) / r.stats.decode_step_seconds));
     if (r.stats.kv_slots_allocated > 0)
         line("KV waste (unfilled / allocated slots):",
              fmt::format("{:.2f}%", 100.0 * (1.0 - double(r.stats.kv_slots_used) / double(r.stats.kv_slots_allocated))));

@@ -447,8 +447,27 @@ void Engine::Impl::emit(Sequence* seq, const SampledToken& tok) {
 }
 
 void Engine::Impl::step() {
+    const auto t_start = std::chrono::steady_clock::now();
     StepPlan plan = scheduler->schedule();
     if (plan.empty()) return;
+    // Decode-only steps (every sequence computes one token and samples it) are timed on their own: their rate is the
+    // engine's decode throughput at that batch size.
+    bool decode_only = true;
+    for (const ScheduledSeq& s : plan.seqs) decode_only = decode_only && s.n_new == 1 && s.sample;
+    struct StepTimer {
+        Impl& m;
+        bool on;
+        int n;
+        std::chrono::steady_clock::time_point t0;
+        ~StepTimer() {
+            if (!on) return;
+            const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            std::lock_guard<std::mutex> lock(m.mutex);
+            m.stats.n_decode_steps++;
+            m.stats.decode_step_tokens += n;
+            m.stats.decode_step_seconds += dt;
+        }
+    } timer{*this, decode_only, int(plan.seqs.size()), t_start};
     for (const auto& [src, dst] : plan.block_copies) kv_cache->copy_block(model.backend(), src, dst);
     model::StepInput in;
     for (const ScheduledSeq& s : plan.seqs) {

@@ -94,6 +94,9 @@ struct EngineStats {
     int64_t prefix_cache_queries = 0;  // prompt tokens looked up
     int64_t prefix_cache_hits = 0;     // prompt tokens found cached
     int64_t n_steps = 0;
+    int64_t n_decode_steps = 0;        // steps in which every scheduled sequence decoded one token
+    int64_t decode_step_tokens = 0;    // tokens those steps produced
+    double decode_step_seconds = 0;    // wall time of those steps (forward, sampling, outputs)
     int64_t n_requests_finished = 0;
     int64_t kv_slots_allocated = 0;    // token slots in blocks held by running sequences (sampled each step)
     int64_t kv_slots_used = 0;         // of those, slots holding a token
