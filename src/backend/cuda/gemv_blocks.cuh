@@ -53,7 +53,8 @@ struct TileGeom {
 constexpr int kGemvStages = 3;  // tiles in flight per warp (one decoded, the others loading)
 
 // How a decoded group turns into weights: w = scale * q (Scale), w = scale * q + bias (ScaleBias), or q already
-// holds the weights (Weights: the generic dequant8 decoders).
+// holds the weights (Weights: the generic dequant8 decoders). The first two take dot products as
+// scale * sum(q x) + bias * sum(x), so the decode costs one conversion per weight and sum(x) is shared by the rows.
 enum class DecKind { Scale, ScaleBias, Weights };
 
 template <DType DT>
@@ -192,38 +193,59 @@ __device__ __forceinline__ void rows_dot_tiled(const uint8_t* const (&rows)[RW],
         const int64_t e0 = tile * T::kElems;
         const int n_groups = int((K - e0 < T::kElems ? K - e0 : T::kElems) / 8);
         const float* xt = x + e0;
-        for (int g = lane; g < n_groups; g += 32) {
-            float q[RW][8], sc[RW], bi[RW];
+        // NG groups g, g + 32, ...: all decoded and all x loaded before the products (loads in flight together).
+        auto groups = [&]<int NG>(int g0) {
+            float q[NG][RW][8], sc[NG][RW], bi[NG][RW];
 #pragma unroll
-            for (int rw = 0; rw < RW; rw++) sc[rw] = 1.0f, bi[rw] = 0.0f;
+            for (int k = 0; k < NG; k++)
 #pragma unroll
-            for (int rw = 0; rw < RW; rw++) {
-                decode8<DT>(tw + rw * T::kVecs * 4, g, q[rw], sc[rw], bi[rw]);
-                if constexpr (dec_kind<DT>() == DecKind::ScaleBias) {
-#pragma unroll
-                    for (int i = 0; i < 8; i++) q[rw][i] = fmaf(sc[rw], q[rw][i], bi[rw]);
+                for (int rw = 0; rw < RW; rw++) {
+                    sc[k][rw] = 1.0f, bi[k][rw] = 0.0f;
+                    decode8<DT>(tw + rw * T::kVecs * 4, g0 + 32 * k, q[k][rw], sc[k][rw], bi[k][rw]);
                 }
-            }
 #pragma unroll
             for (int r = 0; r < MR; r++) {
                 if (r < n_rows) {
-                    const float4* xp = reinterpret_cast<const float4*>(xt + r * K + 8 * g);
-                    const float4 a = __ldg(xp), b = __ldg(xp + 1);
-                    const float xv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+                    float xv[NG][8];
 #pragma unroll
-                    for (int rw = 0; rw < RW; rw++) {
-                        if constexpr (dec_kind<DT>() == DecKind::Scale) {
-                            float p = __fmul_rn(q[rw][0], xv[0]);
+                    for (int k = 0; k < NG; k++) {
+                        const float4* xp = reinterpret_cast<const float4*>(xt + r * K + 8 * (g0 + 32 * k));
+                        const float4 a = __ldg(xp), b = __ldg(xp + 1);
+                        xv[k][0] = a.x, xv[k][1] = a.y, xv[k][2] = a.z, xv[k][3] = a.w;
+                        xv[k][4] = b.x, xv[k][5] = b.y, xv[k][6] = b.z, xv[k][7] = b.w;
+                    }
 #pragma unroll
-                            for (int i = 1; i < 8; i++) p = fmaf(q[rw][i], xv[i], p);
-                            acc[rw][r] = fmaf(sc[rw], p, acc[rw][r]);
-                        } else {
+                    for (int k = 0; k < NG; k++) {
+                        [[maybe_unused]] float xs = 0.0f;  // sum of x over the group (the bias term), shared by the RW rows
+                        if constexpr (dec_kind<DT>() == DecKind::ScaleBias) {
+                            xs = xv[k][0];
 #pragma unroll
-                            for (int i = 0; i < 8; i++) acc[rw][r] = fmaf(q[rw][i], xv[i], acc[rw][r]);
+                            for (int i = 1; i < 8; i++) xs = __fadd_rn(xs, xv[k][i]);
+                        }
+#pragma unroll
+                        for (int rw = 0; rw < RW; rw++) {
+                            if constexpr (dec_kind<DT>() == DecKind::Weights) {
+#pragma unroll
+                                for (int i = 0; i < 8; i++) acc[rw][r] = fmaf(q[k][rw][i], xv[k][i], acc[rw][r]);
+                            } else {  // scale * sum(q x) (+ bias * sum(x))
+                                float p = __fmul_rn(q[k][rw][0], xv[k][0]);
+#pragma unroll
+                                for (int i = 1; i < 8; i++) p = fmaf(q[k][rw][i], xv[k][i], p);
+                                acc[rw][r] = fmaf(sc[k][rw], p, acc[rw][r]);
+                                if constexpr (dec_kind<DT>() == DecKind::ScaleBias)
+                                    acc[rw][r] = fmaf(bi[k][rw], xs, acc[rw][r]);
+                            }
                         }
                     }
                 }
             }
+        };
+        constexpr int kFullGroups = T::kElems / 8;
+        static_assert(kFullGroups % 64 == 0);
+        if (n_groups == kFullGroups) {  // whole tiles: two groups at a time
+            for (int g = lane; g < kFullGroups; g += 64) groups.template operator()<2>(g);
+        } else {
+            for (int g = lane; g < n_groups; g += 32) groups.template operator()<1>(g);
         }
         __syncwarp();
     }

@@ -1,9 +1,9 @@
-// Small-batch matrix-vector kernels: one warp per weight row; each lane walks the row in 16-byte vectors (plain
-// types) or 8-element groups (block types), lane, lane + 32, ..., with several loads in flight, dequantizes them
-// once and multiplies them with up to MR rows of x. One launch covers up to kMaxGemvJobs weights that read the same
-// x (q/k/v), or a gate and an up weight whose rows are combined as act(gate) * up (the gated feed-forward input).
-#include <cstdlib>
-
+// Small-batch matrix-vector kernels. Plain types: one warp per weight row; each lane walks the row in 16-byte
+// vectors, lane, lane + 32, ..., with several loads in flight, converts them once and multiplies them with up to MR
+// rows of x. Block types: rows of whole 16-byte vectors take the tiled path of gemv_blocks.cuh (kTiledRows rows per
+// warp streamed through shared memory); other rows one warp per row in 8-element groups (dequant8). One launch
+// covers up to kMaxGemvJobs weights that read the same x (q/k/v), or a gate and an up weight whose rows are combined
+// as act(gate) * up (the gated feed-forward input).
 #include "backend/cuda/dequant.cuh"
 #include "backend/cuda/gemv_blocks.cuh"
 #include "backend/cuda/gemv_quant.cuh"
@@ -282,63 +282,39 @@ gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg,
     }
 }
 
-// Tuning knob, read once (OSPREY_GEMV_VARIANT): 0 tiled path with 4 rows per warp, 1 the per-warp row path for
-// block types, 2 tiled with 2 rows per warp (Q8_0, Q4_0, Q4_K, Q6_K).
-int gemv_variant() {
-    static const int v = [] {
-        const char* e = std::getenv("OSPREY_GEMV_VARIANT");
-        return e ? std::atoi(e) : 0;
-    }();
-    return v;
-}
-
-template <DType DT>
-constexpr bool tiled_rw2_instantiated() {
-    return DT == DType::Q8_0 || DT == DType::Q4_0 || DT == DType::Q4_K || DT == DType::Q6_K;
-}
+constexpr int kTiledRows = 4;  // weight rows per warp on the tiled path (2 measured slower on Q4_K_M, Q8_0, Q4_0)
 
 template <typename Kern>
 void allow_smem(Kern* kernel, size_t bytes) {
     if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
 }
 
-// Calls f.template operator()<RW>() with the rows per warp of the tiled path.
-template <DType DT, typename F>
-void dispatch_rw(F&& f) {
-    if constexpr (tiled_rw2_instantiated<DT>()) {
-        if (gemv_variant() == 2) return f.template operator()<2>();
-    }
-    f.template operator()<4>();
-}
-
 template <DType DT, int MR>
 void launch_tiled(const GemvBatch& b, const float* x, int64_t M, int64_t K, size_t row_bytes, cudaStream_t stream) {
-    dispatch_rw<DT>([&]<int RW>() {
-        const int64_t per_block = int64_t(kTiledWarps) * RW;
-        const dim3 grid(unsigned((b.first_row[b.n_jobs] + per_block - 1) / per_block), row_groups(M));
-        const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
-        allow_smem(gemv_tiled_kernel<DT, MR, RW>, smem);
-        gemv_tiled_kernel<DT, MR, RW><<<grid, kTiledWarps * 32, smem, stream>>>(b, x, M, K, row_bytes);
-    });
+    constexpr int RW = kTiledRows;
+    const int64_t per_block = int64_t(kTiledWarps) * RW;
+    const dim3 grid(unsigned((b.first_row[b.n_jobs] + per_block - 1) / per_block), row_groups(M));
+    const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
+    allow_smem(gemv_tiled_kernel<DT, MR, RW>, smem);
+    gemv_tiled_kernel<DT, MR, RW><<<grid, kTiledWarps * 32, smem, stream>>>(b, x, M, K, row_bytes);
 }
 
 template <DType DT, int MR>
 void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const float* x, int64_t M, int64_t N,
                         int64_t K, size_t row_bytes, bool silu, cudaStream_t stream) {
-    dispatch_rw<DT>([&]<int RW>() {
-        const int64_t per_block = int64_t(kTiledWarps) * (RW / 2);
-        const dim3 grid(unsigned((N + per_block - 1) / per_block), row_groups(M));
-        const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
-        if (silu) {
-            allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, true>, smem);
-            gemv_gated_tiled_kernel<DT, MR, RW, true><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N,
-                                                                                               K, row_bytes);
-        } else {
-            allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, false>, smem);
-            gemv_gated_tiled_kernel<DT, MR, RW, false><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N,
-                                                                                                K, row_bytes);
-        }
-    });
+    constexpr int RW = kTiledRows;
+    const int64_t per_block = int64_t(kTiledWarps) * (RW / 2);
+    const dim3 grid(unsigned((N + per_block - 1) / per_block), row_groups(M));
+    const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
+    if (silu) {
+        allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, true>, smem);
+        gemv_gated_tiled_kernel<DT, MR, RW, true><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N, K,
+                                                                                           row_bytes);
+    } else {
+        allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, false>, smem);
+        gemv_gated_tiled_kernel<DT, MR, RW, false><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N, K,
+                                                                                            row_bytes);
+    }
 }
 
 template <DType DT>
@@ -353,7 +329,7 @@ RowPath row_path(const GemvBatch& b, const float* x, int64_t K) {
         uintptr_t bits = reinterpret_cast<uintptr_t>(x);
         for (int j = 0; j < b.n_jobs; j++) bits |= reinterpret_cast<uintptr_t>(b.w[j]);
         const bool aligned = dtype_row_bytes(DT, K) % 16 == 0 && bits % 16 == 0;
-        return aligned && gemv_variant() != 1 ? RowPath::Tiled : RowPath::Blocks;
+        return aligned ? RowPath::Tiled : RowPath::Blocks;
     }
 }
 
