@@ -86,8 +86,13 @@ if step batch128; then  # decode throughput with 128 concurrent sequences: 512-t
     flag=; [ $mode = eager ] && flag=--enforce-eager
     $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 --max-num-seqs 128 \
       --max-num-batched-tokens 8192 $flag --save-result "$OUT/offline_batch128_$mode.json" > "$OUT/offline_batch128_$mode.txt" 2>&1
-    echo "batch128 $mode rc=$?"; grep -E "Output token|TPOT|Elapsed" "$OUT/offline_batch128_$mode.txt" | head -4
+    echo "batch128 $mode rc=$?"; grep -E "Output token|TPOT|Elapsed|Decode-only" "$OUT/offline_batch128_$mode.txt" | head -5
   done
+fi
+if step profile128; then  # per-op GPU time of the batch-128 run (eager: the profiler times each op)
+  OSPREY_CUDA_PROFILE=1 $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 \
+    --max-num-seqs 128 --max-num-batched-tokens 8192 > "$OUT/profile_batch128.txt" 2>&1
+  grep -E "Elapsed|Decode-only" "$OUT/profile_batch128.txt"; tail -22 "$OUT/profile_batch128.txt"
 fi
 if step quant; then  # batch-1 decode of GGUF-quantized 8B files made by osprey synth (Q4_K_M, Q8_0)
   T=$C/wikitext-2-raw-test.txt

@@ -120,7 +120,7 @@ void Model::load(const WeightSource& src) {
                   t.shape_str(), w.shape_str());
     };
     // Matrices stay in their stored type (views on the CPU, copies on a device).
-    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) -> Tensor {
+    auto stored_matrix = [&](const std::string& name, int64_t rows, int64_t cols) -> Tensor {
         Tensor t = *find(name, true);
         check_shape(t, name, {rows, cols});
         if (!backend_.supports_matmul(t.dtype))
@@ -130,12 +130,44 @@ void Model::load(const WeightSource& src) {
         t.shape = {rows, cols, 1, 1};
         n_params_ += size_t(t.numel());
         weight_bytes_ += t.n_bytes();
-        if (backend_.device() == Device::Cpu) return t;
-        backend::Buffer b = backend_.alloc(t.n_bytes());
-        backend_.copy_from_host(b.data(), t.data, t.n_bytes());
-        Tensor d = b.view(t.dtype, {rows, cols});
+        return t;
+    };
+    // On a device, the matrices of one group (q/k/v, gate/up: products of the same input) are copied back to back
+    // into one allocation when they share a type, so that the backend may run them as one product.
+    struct MatrixSpec {
+        std::string name;
+        int64_t rows, cols;
+    };
+    auto matrix_group = [&](const std::vector<MatrixSpec>& specs) -> std::vector<Tensor> {
+        std::vector<Tensor> host;
+        for (const MatrixSpec& s : specs) host.push_back(stored_matrix(s.name, s.rows, s.cols));
+        if (backend_.device() == Device::Cpu) return host;
+        bool one_type = true;
+        size_t total = 0;
+        for (const Tensor& t : host) one_type = one_type && t.dtype == host[0].dtype, total += t.n_bytes();
+        std::vector<Tensor> out;
+        if (!one_type) {
+            for (const Tensor& t : host) {
+                backend::Buffer b = backend_.alloc(t.n_bytes());
+                backend_.copy_from_host(b.data(), t.data, t.n_bytes());
+                out.push_back(b.view(t.dtype, {t.rows(), t.cols()}));
+                owned_.push_back(std::move(b));
+            }
+            return out;
+        }
+        backend::Buffer b = backend_.alloc(total);
+        size_t offset = 0;
+        for (const Tensor& t : host) {
+            char* p = static_cast<char*>(b.data()) + offset;
+            backend_.copy_from_host(p, t.data, t.n_bytes());
+            out.emplace_back(p, t.dtype, std::initializer_list<int64_t>{t.rows(), t.cols()}, backend_.device());
+            offset += t.n_bytes();
+        }
         owned_.push_back(std::move(b));
-        return d;
+        return out;
+    };
+    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) -> Tensor {
+        return matrix_group({{name, rows, cols}})[0];
     };
     // Vectors (norms, biases) are converted to f32.
     auto vector = [&](const std::string& name, int64_t n, bool required, float shift) -> Tensor {
@@ -185,9 +217,12 @@ void Model::load(const WeightSource& src) {
         LayerWeights& L = w_.layers[size_t(i)];
         auto name = [&](const char* p) { return layer_name(p, i); };
         L.attn_norm = vector(name(ln.attn_norm), c.d_model, true, norm_shift);
-        L.wq = matrix(name(ln.wq), c.q_dim(), c.d_model);
-        L.wk = matrix(name(ln.wk), c.kv_dim(), c.d_model);
-        L.wv = matrix(name(ln.wv), c.kv_dim(), c.d_model);
+        {
+            const std::vector<Tensor> qkv = matrix_group({{name(ln.wq), c.q_dim(), c.d_model},
+                                                          {name(ln.wk), c.kv_dim(), c.d_model},
+                                                          {name(ln.wv), c.kv_dim(), c.d_model}});
+            L.wq = qkv[0], L.wk = qkv[1], L.wv = qkv[2];
+        }
         L.wo = matrix(name(ln.wo), c.d_model, c.q_dim());
         if (c.qkv_bias) {
             L.bq = vector(name(ln.bq), c.q_dim(), true, 0.0f);
@@ -205,8 +240,11 @@ void Model::load(const WeightSource& src) {
         } else {
             L.ffn_norm = vector(name(ln.ffn_norm), c.d_model, true, norm_shift);
         }
-        L.w_gate = matrix(name(ln.w_gate), c.d_ff, c.d_model);
-        L.w_up = matrix(name(ln.w_up), c.d_ff, c.d_model);
+        {
+            const std::vector<Tensor> gu = matrix_group({{name(ln.w_gate), c.d_ff, c.d_model},
+                                                         {name(ln.w_up), c.d_ff, c.d_model}});
+            L.w_gate = gu[0], L.w_up = gu[1];
+        }
         L.w_down = matrix(name(ln.w_down), c.d_model, c.d_ff);
     }
 }

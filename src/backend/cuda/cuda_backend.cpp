@@ -221,13 +221,31 @@ class CudaBackend final : public Backend {
         }
     }
 
-    // q/k/v (or any weights of one dtype and K) in one launch at small M.
+    // q/k/v (or any weights of one dtype and K) in one launch at small M; at larger M, weights stored back to back
+    // (the model allocates each group so on a GPU) as one GEMM whose columns are then split.
     void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) override {
         const int64_t M = x.rows(), K = x.cols();
-        bool fused = M >= 1 && M <= kGemvMaxRows && !ws.empty() && ws.size() <= size_t(kMaxGemvJobs);
+        bool fused = M >= 1 && !ws.empty() && ws.size() <= size_t(kMaxGemvJobs);
         for (size_t i = 0; fused && i < ws.size(); i++)
             fused = ws[i].dtype == ws[0].dtype && ws[i].cols() == K && outs[i].numel() == M * ws[i].rows();
-        if (!fused) return Backend::matmul_multi(outs, x, ws);
+        if (fused && M > kGemvMaxRows && M <= kFusedGemmMaxRows && back_to_back(ws)) {
+            bind();
+            const OpProfiler::Scope prof(&profiler_, matmul_label(ws[0].dtype, false), stream_);
+            ColumnSplit split{};
+            int64_t total = 0;
+            for (size_t i = 0; i < ws.size(); i++) {
+                split.out[i] = outs[i].as<float>();
+                split.n[i] = ws[i].rows();
+                total += ws[i].rows();
+            }
+            split.n_parts = int(ws.size());
+            auto* tmp = static_cast<float*>(fused_out_.get(size_t(M * total) * 4, stream_));
+            gemm_->run(tmp, x.as<float>(), ws[0].dtype, ws[0].data, M, total, K);
+            launch_split_columns(split, tmp, M, stream_);
+            OSP_CUDA_CHECK_LAUNCH();
+            return;
+        }
+        if (!fused || M > kGemvMaxRows) return Backend::matmul_multi(outs, x, ws);
         bind();
         const OpProfiler::Scope prof(&profiler_, matmul_label(ws[0].dtype, true), stream_);
         GemvJob jobs[kMaxGemvJobs];
@@ -239,9 +257,19 @@ class CudaBackend final : public Backend {
     void gated_matmul(Tensor gate, Tensor up, const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
                       Activation act) override {
         const int64_t M = x.rows(), K = x.cols(), N = w_gate.rows();
-        if (M < 1 || M > kGemvMaxRows || w_gate.dtype != w_up.dtype || w_up.rows() != N || w_gate.cols() != K ||
-            w_up.cols() != K)
-            return Backend::gated_matmul(gate, up, x, w_gate, w_up, act);
+        const bool same = w_gate.dtype == w_up.dtype && w_up.rows() == N && w_gate.cols() == K && w_up.cols() == K;
+        const Tensor pair[2] = {w_gate, w_up};
+        if (same && M > kGemvMaxRows && M <= kFusedGemmMaxRows && back_to_back(pair)) {
+            bind();
+            const OpProfiler::Scope prof(&profiler_, "gemm gated", stream_);
+            auto* tmp = static_cast<float*>(fused_out_.get(size_t(M * 2 * N) * 4, stream_));
+            gemm_->run(tmp, x.as<float>(), w_gate.dtype, w_gate.data, M, 2 * N, K);
+            launch_gated_activation_fused(gate.as<float>(), tmp, M, N,
+                                          act == Activation::Silu ? GatedAct::Silu : GatedAct::GeluTanh, stream_);
+            OSP_CUDA_CHECK_LAUNCH();
+            return;
+        }
+        if (M < 1 || M > kGemvMaxRows || !same) return Backend::gated_matmul(gate, up, x, w_gate, w_up, act);
         bind();
         const OpProfiler::Scope prof(&profiler_, "gemv gated", stream_);
         OSP_CHECK(gate.numel() == M * N, "gated_matmul shapes gate {} x {} w {}", gate.shape_str(), x.shape_str(),
@@ -377,6 +405,18 @@ class CudaBackend final : public Backend {
     }
 
   private:
+    // Fused GEMMs write [M, sum of N] to scratch first: only for decode-sized batches (prefill products are large
+    // enough on their own, and their scratch would be large).
+    static constexpr int64_t kFusedGemmMaxRows = 512;
+    // Weights of one dtype and K stored back to back: one [sum of rows, K] matrix.
+    static bool back_to_back(std::span<const Tensor> ws) {
+        for (size_t i = 1; i < ws.size(); i++)
+            if (ws[i].dtype != ws[0].dtype || ws[i].cols() != ws[0].cols() ||
+                ws[i].data != static_cast<const char*>(ws[i - 1].data) + ws[i - 1].n_bytes())
+                return false;
+        return !ws.empty();
+    }
+
     // Ops may be called from any host thread: make this backend's device current (once per thread and device).
     void bind() const {
         thread_local int bound = -1;
@@ -401,6 +441,7 @@ class CudaBackend final : public Backend {
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;
     std::unique_ptr<PinnedStaging> staging_;
+    DeviceScratch fused_out_;
     std::atomic<size_t> allocated_{0};
     uint64_t capture_epoch_ = 0;
     OpProfiler profiler_;  // destroyed first: prints while the stream is alive

@@ -31,9 +31,25 @@ __global__ void gather_rows_kernel(float* out, const float* x, const int32_t* ro
     OSP_GRID_STRIDE(i, n) out[i] = x[int64_t(rows[i / d]) * d + i % d];
 }
 
+__global__ void split_columns_kernel(ColumnSplit split, const float* src, int64_t rows, int64_t total) {
+    OSP_GRID_STRIDE(i, rows * total) {
+        const int64_t r = i / total;
+        int64_t c = i - r * total;
+        int p = 0;
+        while (p + 1 < split.n_parts && c >= split.n[p]) c -= split.n[p++];
+        split.out[p][r * split.n[p] + c] = src[i];
+    }
+}
+
 #undef OSP_GRID_STRIDE
 
 }  // namespace
+
+void launch_split_columns(const ColumnSplit& split, const float* src, int64_t rows, cudaStream_t stream) {
+    int64_t total = 0;
+    for (int p = 0; p < split.n_parts; p++) total += split.n[p];
+    if (rows * total > 0) split_columns_kernel<<<grid_1d(rows * total, 256), 256, 0, stream>>>(split, src, rows, total);
+}
 
 void launch_add(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream) {
     if (n > 0) add_kernel<<<grid_1d(n, 256), 256, 0, stream>>>(out, a, b, n);

@@ -18,6 +18,14 @@ void launch_gather_rows(float* out, const float* x, const int32_t* rows, int64_t
                         cudaStream_t stream);
 
 // ids[r] = first index of the maximum of logits row r (one block per row; ties go to the smaller index).
+// Columns of src [rows, sum of n] into parts: out[p] [rows, n[p]] = src[:, first column of p ...].
+struct ColumnSplit {
+    float* out[4];
+    int64_t n[4];
+    int n_parts;
+};
+void launch_split_columns(const ColumnSplit& split, const float* src, int64_t rows, cudaStream_t stream);
+
 void launch_argmax_rows(int32_t* ids, const float* logits, int64_t rows, int64_t cols, cudaStream_t stream);
 
 }  // namespace osprey::backend::cuda
