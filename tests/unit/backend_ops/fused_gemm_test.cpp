@@ -4,6 +4,8 @@
 // the same weights in separate allocations must give the same answers through the unfused path.
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "backend_ops_util.h"
 
 namespace osprey::backend::testing {
@@ -71,6 +73,45 @@ TEST_F(BackendOps, FusedGemmOfBackToBackWeights) {
                                  fetch(gate, "gated"), want, gemm_threshold(dt));
                 }
             }
+        }
+    }
+}
+
+// Wall time of the decode products of a Llama-3.1-8B layer (bf16) at each batch size, as weight bandwidth:
+// test_backend_ops --gtest_also_run_disabled_tests --gtest_filter='*MatmulTiming*'
+TEST_F(BackendOps, DISABLED_MatmulTiming) {
+    Backend& be = gpu();
+    struct Shape {
+        const char* name;
+        int64_t n_parts, N, K;  // n_parts weights of [N, K] back to back (q/k/v are 4096 + 1024 + 1024 rows)
+    };
+    const Shape shapes[] = {{"qkv 6144x4096", 1, 6144, 4096}, {"o 4096x4096", 1, 4096, 4096},
+                            {"gate+up 2x14336x4096", 2, 14336, 4096}, {"down 4096x14336", 1, 4096, 14336},
+                            {"lm_head 128256x4096", 1, 128256, 4096}};
+    for (const Shape& sh : shapes) {
+        const int64_t rows = sh.n_parts * sh.N;
+        std::vector<uint8_t> w = random_weights(DType::BF16, rows, sh.K, 7);
+        DevTensor wt(be, DType::BF16, {rows, sh.K}, w.data());
+        const double bytes = double(rows) * double(sh.K) * 2.0;
+        for (int64_t M : {1, 4, 8, 9, 16, 32, 64, 128, 256}) {
+            const std::vector<float> x = random_floats(size_t(M * sh.K), 8);
+            DevTensor xt(be, DType::F32, {M, sh.K}, x.data());
+            DevTensor a(be, DType::F32, {M, sh.N}), b(be, DType::F32, {M, sh.N});
+            const Tensor half0(wt.t.data, DType::BF16, {sh.N, sh.K}, be.device());
+            const Tensor half1(static_cast<char*>(wt.t.data) + size_t(sh.N * sh.K * 2), DType::BF16, {sh.N, sh.K},
+                               be.device());
+            auto op = [&] {
+                if (sh.n_parts == 2) be.gated_matmul(a.t, b.t, xt.t, half0, half1, Activation::Silu);
+                else be.matmul(a.t, xt.t, half0);
+            };
+            for (int i = 0; i < 3; i++) op();
+            be.synchronize();
+            const int reps = 20;
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < reps; i++) op();
+            be.synchronize();
+            const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
+            std::printf("matmul bf16 %-22s M=%-4ld %9.1f us %7.2f TB/s\n", sh.name, long(M), us, bytes / us * 1e-6);
         }
     }
 }
