@@ -1,11 +1,14 @@
 // Paged attention dispatch (see attention.cuh): the tiled prefill kernel for sequences with several query
-// tokens, the split-K decode kernel and its merge for sequences with one. Each kernel skips the other kind of
+// tokens, the split-K decode kernel (tensor cores for f16 pools, attention_decode_mma.cu; SIMT otherwise,
+// attention_decode.cu) and its merge for sequences with one. Each kernel skips the other kind of
 // sequence on the device, so the host needs only the batch's sizes.
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include "backend/cuda/attention_common.cuh"
@@ -23,7 +26,7 @@ __global__ void decode_merge_kernel(PagedAttentionArgs a, DecodePartials part) {
     const int t = a.query_start[s];
     if (a.query_start[s + 1] - t != 1) return;
     const int pos = a.positions[t], n_vis = pos - first_visible(pos, a.window) + 1;
-    const int n_split = decode_n_splits(n_vis), hd = a.head_dim;
+    const int n_split = part.rule.n_splits(n_vis), hd = a.head_dim;
     const int64_t base = (int64_t(s) * a.n_heads + h) * part.n_split_max;
     float mx = -INFINITY;
     for (int i = 0; i < n_split; i++) mx = fmaxf(mx, part.ml[(base + i) * 2]);
@@ -72,16 +75,28 @@ void launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream) {
     // some has exactly one unless the batch is a single sequence of several tokens.
     if (a.n_tokens > a.n_seqs) attn::launch_prefill_tiles(a, vec_ok, stream);
     if (a.n_seqs > 1 || a.n_tokens == 1) {
+        // OSPREY_CUDA_ATTN_DECODE=simt: the SIMT kernel with its 128-key splits for every pool (comparisons);
+        // otherwise the tensor-core kernel where it applies (f16 pools), else the SIMT kernel, both on 256-key
+        // splits. OSPREY_CUDA_ATTN_DECODE_SPLIT=<keys> overrides the target split size (tuning only).
+        static const bool simt = [] {
+            const char* e = std::getenv("OSPREY_CUDA_ATTN_DECODE");
+            return e != nullptr && std::string(e) == "simt";
+        }();
+        static const int split_target = [] {
+            const char* e = std::getenv("OSPREY_CUDA_ATTN_DECODE_SPLIT");
+            const int v = e != nullptr ? std::atoi(e) : 0;
+            return v >= 64 ? v / 64 * 64 : 0;
+        }();
         attn::DecodePartials part;
-        // decode_n_splits(n) is not monotonic in n (4096 keys take 16 splits of 256, 4097 take 11 of 384), but it
-        // never exceeds min(16, ceil(n / 128)), which is.
+        part.rule = simt ? attn::kDecodeRuleSimt : attn::kDecodeRuleMma;
+        if (split_target > 0) part.rule.target = split_target;
         const int max_n = a.max_seq_len > 0 ? a.max_seq_len : 1;
-        part.n_split_max = std::min(attn::kDecodeMaxSplits, (max_n + attn::kDecodeMinSplit - 1) / attn::kDecodeMinSplit);
+        part.n_split_max = part.rule.n_splits_bound(max_n);
         const size_t rows = size_t(a.n_seqs) * size_t(a.n_heads) * size_t(part.n_split_max);
         float* area = attn::decode_scratch(rows * size_t(a.head_dim + 2), stream);
         part.o = area;
         part.ml = area + rows * size_t(a.head_dim);
-        attn::launch_decode_splits(a, part, vec_ok, stream);
+        if (simt || !attn::launch_decode_mma(a, part, vec_ok, stream)) attn::launch_decode_splits(a, part, vec_ok, stream);
         attn::launch_decode_merge(a, part, stream);
     }
 }

@@ -4,7 +4,11 @@
 // - one query token (decode): split-K. A block per (sequence, KV head, key split) serves all the query heads of
 //   its KV head over one split of the visible keys and writes a partial (max, sum, weighted V); a second kernel
 //   merges the splits of each (token, head) in split order. The split size is a function of the token's number
-//   of visible keys only (attention_common.cuh: decode_split_size).
+//   of visible keys only (attention_common.cuh: DecodeSplitRule, ~256 keys per split, at most 32). f16 pools run
+//   on tensor cores (attention_decode_mma.cu: q and the weights as f16 head + tail pairs, so f32 accuracy), f32
+//   pools on CUDA cores (attention_decode.cu). OSPREY_CUDA_ATTN_DECODE=simt forces the CUDA-core kernel with its
+//   original 128-key splits (comparisons); OSPREY_CUDA_ATTN_DECODE_SPLIT=<keys> sets the target split size
+//   (tuning; read once per process).
 // - several query tokens (prefill, chunked prefill): tiled flash attention. A block per (sequence, tile of 64
 //   query rows, KV head), a row being (query token, query head of the KV head); K and V tiles of 64 keys at
 //   key indices aligned to multiples of 64 are staged in shared memory through the block table, with an online

@@ -15,20 +15,38 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 // ---------------------------------------------------------------- decode split rule
 
-constexpr int kDecodeMaxSplits = 16;
-constexpr int kDecodeMinSplit = 128;  // keys: 4 warps x 32
+constexpr int kDecodeMaxSplits = 32;  // bound of every rule below (the merge kernel's register arrays)
 
-// Keys per split for a query that sees n keys: a multiple of 128, at least 128, at most 16 splits. A function of
-// n alone, so a token's split points (and its result) never depend on the batch around it.
-__host__ __device__ constexpr int decode_split_size(int n) {
-    const int per = (n + kDecodeMaxSplits - 1) / kDecodeMaxSplits;
-    const int rounded = (per + kDecodeMinSplit - 1) / kDecodeMinSplit * kDecodeMinSplit;
-    return rounded < kDecodeMinSplit ? kDecodeMinSplit : rounded;
-}
-__host__ __device__ constexpr int decode_n_splits(int n) {
-    const int s = decode_split_size(n);
-    return (n + s - 1) / s;
-}
+// How a query that sees n keys is cut into splits (one block each, merged in split order): about target keys per
+// split, at most max_splits splits of equal size rounded up to a multiple of gran. A function of n alone, so a
+// token's split points (and its result) never depend on the batch around it.
+struct DecodeSplitRule {
+    int target = 256, max_splits = 32, gran = 64;
+
+    __host__ __device__ constexpr int split_size(int n) const {
+        int ns = (n + target - 1) / target;
+        ns = ns < 1 ? 1 : (ns > max_splits ? max_splits : ns);
+        const int per = (n + ns - 1) / ns;
+        const int rounded = (per + gran - 1) / gran * gran;
+        return rounded < gran ? gran : rounded;
+    }
+    __host__ __device__ constexpr int n_splits(int n) const {
+        const int s = split_size(n);
+        return (n + s - 1) / s;
+    }
+    // n_splits(n) is not monotonic in n, but never exceeds min(max_splits, ceil(n / target)), which is: the
+    // bound for every n <= max_n.
+    __host__ __device__ constexpr int n_splits_bound(int max_n) const {
+        const int ns = (max_n + target - 1) / target;
+        return ns < 1 ? 1 : (ns > max_splits ? max_splits : ns);
+    }
+};
+
+// The tensor-core kernel's rule: 256-key splits (a 576-key context takes 3 of 192; 4096 keys 16 of 256, 32768 keys
+// 32 of 1024). The SIMT kernel's original rule (128-key splits, at most 16) stays selectable with
+// OSPREY_CUDA_ATTN_DECODE=simt, for comparisons.
+constexpr DecodeSplitRule kDecodeRuleMma{256, 32, 64};
+constexpr DecodeSplitRule kDecodeRuleSimt{128, 16, 128};
 
 // Padded head size the kernels are instantiated for.
 inline int padded_head_dim(int hd) { return hd <= 64 ? 64 : (hd <= 128 ? 128 : 256); }
@@ -114,12 +132,16 @@ struct DecodePartials {
     float* o = nullptr;   // [n_seqs, n_heads, n_split_max, head_dim]: unnormalized weighted V of each split
     float* ml = nullptr;  // [n_seqs, n_heads, n_split_max, 2]: (max in the log2 domain, sum of weights)
     int n_split_max = 1;
+    DecodeSplitRule rule = kDecodeRuleMma;
 };
 
 // Sequences with exactly one query token: the split kernel, then the merge kernel (attention.cu).
 void launch_decode_splits(const PagedAttentionArgs& a, const DecodePartials& part, bool kv_vec_ok,
                           cudaStream_t stream);
 void launch_decode_merge(const PagedAttentionArgs& a, const DecodePartials& part, cudaStream_t stream);
+// The same on tensor cores (attention_decode_mma.cu): f16 pools with 16-byte aligned rows; returns false, launching
+// nothing, for other batches.
+bool launch_decode_mma(const PagedAttentionArgs& a, const DecodePartials& part, bool kv_vec_ok, cudaStream_t stream);
 // Sequences with two or more query tokens: the tensor-core kernel where it applies, else the f32 SIMT one
 // (attention_prefill.cu; OSPREY_CUDA_ATTN_PREFILL=simt forces it, for comparisons).
 void launch_prefill_tiles(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_t stream);

@@ -1,4 +1,5 @@
-// Split-K ("flash-decoding") attention for sequences with one query token.
+// Split-K ("flash-decoding") attention for sequences with one query token, on CUDA cores: the path for f32 pools
+// and unaligned f16 rows (f16 pools otherwise run attention_decode_mma.cu), and for OSPREY_CUDA_ATTN_DECODE=simt.
 // Grid (n_seqs, n_kv_heads * row_blocks, n_split_max), 128 threads. A block serves up to kRows query heads of one
 // KV head (row_blocks = ceil(group / kRows)) over one split of the token's visible keys. Its 4 warps take
 // 32-key chunks in turn (warp w: chunks w, w + 4, ...): a chunk's K rows are staged in the warp's shared memory
@@ -71,7 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_kernel(PagedAttentio
     const int kvh = int(blockIdx.y) / n_rb, rb = int(blockIdx.y) % n_rb;
     const int h0 = kvh * group + rb * kRows, n_rows = min(kRows, group - rb * kRows);
     const int pos = a.positions[t], first = first_visible(pos, a.window);
-    const int n_vis = pos - first + 1, split_len = decode_split_size(n_vis), split = int(blockIdx.z);
+    const int n_vis = pos - first + 1, split_len = part.rule.split_size(n_vis), split = int(blockIdx.z);
     if (split * split_len >= n_vis) return;
     const int k_beg = first + split * split_len, k_end = min(pos + 1, k_beg + split_len);
     const int hd = a.head_dim, warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;

@@ -1,7 +1,7 @@
 // Paged attention of the CUDA backend against the CPU backend and against a plain double-precision reference:
-// decode (1 token, block-boundary contexts, a 32k context, a batch of 256 sequences), prefill and chunked
-// prefill in one ragged batch, sliding-window edges, soft-capping, several head sizes and GQA groupings, F32
-// and F16 pools. Physical blocks are shuffled so every read goes through the block tables.
+// decode (1 token, block-boundary and split-boundary contexts, a 32k context, batches of 24 and 256 sequences),
+// prefill and chunked prefill in one ragged batch, sliding-window edges, soft-capping, several head sizes and GQA
+// groupings, F32 and F16 pools. Physical blocks are shuffled so every read goes through the block tables.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -202,8 +202,9 @@ std::vector<AttnCase> attention_cases() {
     add({.name = "head_dim 32, block size 32", .ctx = {65, 31}, .new_tokens = {65, 31}, .n_heads = 2,
          .n_kv_heads = 2, .head_dim = 32, .block_size = 32});
 
-    // Split-K decode: the split is 128 keys up to 2048 visible keys, then ceil(n / 16) rounded up to 128 (at most
-    // 16 splits); warps take 32-key chunks. Contexts at those edges, for both pool types.
+    // Split-K decode, SIMT rule (OSPREY_CUDA_ATTN_DECODE=simt): the split is 128 keys up to 2048 visible keys, then
+    // ceil(n / 16) rounded up to 128 (at most 16 splits); warps take 32-key chunks. Contexts at those edges, for
+    // both pool types (run the binary with and without that variable to cover both rules).
     for (DType kv : {DType::F16, DType::F32}) {
         add({.name = "decode at split edges 1,31,32,33,127,128,129,255,256,257", .ctx = {1, 31, 32, 33, 127, 128, 129, 255, 256, 257},
              .new_tokens = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, .n_heads = 8, .n_kv_heads = 2, .kv = kv});
@@ -212,7 +213,33 @@ std::vector<AttnCase> attention_cases() {
              .ctx = {2047, 2048, 2049, 2305, 4000, 4096, 4097, 5000}, .new_tokens = {1, 1, 1, 1, 1, 1, 1, 1},
              .n_heads = 4, .n_kv_heads = 1, .kv = kv});
     }
-    // GQA groups 1, 4, 8, 16 (two row blocks of 8 per KV head) and 32 (MQA) at each fast head size.
+    // The default split rule (attention_common.cuh: about 256 keys per split, at most 32, sizes a multiple of 64;
+    // tensor-core kernel for f16 pools, SIMT for f32) and the 16-key chunks of the tensor-core kernel: contexts at
+    // those edges, for both pool types, with the Llama grouping.
+    for (DType kv : {DType::F16, DType::F32}) {
+        add({.name = "decode at 256-key split edges",
+             .ctx = {15, 16, 17, 63, 64, 65, 191, 192, 193, 255, 256, 257, 511, 512, 513, 577, 640, 769},
+             .new_tokens = std::vector<int>(18, 1), .n_heads = 8, .n_kv_heads = 2, .kv = kv});
+        // 8192 keys take 32 splits of 256, 8193 only 26 of 320.
+        add({.name = "decode at split-count edges 8191,8192,8193,8257,9000", .ctx = {8191, 8192, 8193, 8257, 9000},
+             .new_tokens = {1, 1, 1, 1, 1}, .n_heads = 4, .n_kv_heads = 1, .kv = kv});
+    }
+    {
+        AttnCase c{.name = "decode Llama grouping 32/8, 24 contexts 512..640", .n_heads = 32, .n_kv_heads = 8,
+                   .kv = DType::F16};
+        std::mt19937 rng(21);
+        for (int s = 0; s < 24; s++) c.ctx.push_back(512 + int(rng() % 129)), c.new_tokens.push_back(1);
+        add(c);
+    }
+    add({.name = "decode blocks of 32, window 100 (chunks inside pages, unaligned split starts)",
+         .ctx = {300, 1000, 37}, .new_tokens = {1, 1, 1}, .n_heads = 8, .n_kv_heads = 2, .window = 100,
+         .kv = DType::F16, .block_size = 32});
+    add({.name = "decode head_dim 80 f16, group 3", .ctx = {333, 70, 1}, .new_tokens = {1, 1, 1}, .n_heads = 6,
+         .n_kv_heads = 2, .head_dim = 80, .kv = DType::F16});
+    add({.name = "decode softcap 30, head_dim 64, group 8", .ctx = {2500, 129}, .new_tokens = {1, 1}, .n_heads = 16,
+         .n_kv_heads = 2, .head_dim = 64, .softcap = 30.0f, .kv = DType::F16});
+    // GQA groups 1, 4, 8, 16 (two row blocks of 8 per KV head in the SIMT kernel, one of 16 on tensor cores) and 32
+    // (MQA) at each fast head size.
     for (int hd : {64, 128, 256})
         for (int group : {1, 4, 8})
             add({.name = fmt::format("decode + prefill, group {}", group), .ctx = {700, 130, 90},
@@ -375,11 +402,19 @@ TEST_F(BackendOps, DISABLED_PagedAttentionTiming) {
     };
     std::vector<Shape> shapes = {{"decode ctx 600", {600}, {1}},
                                  {"decode ctx 4096", {4096}, {1}},
+                                 {"decode ctx 8192", {8192}, {1}},
                                  {"decode ctx 32768", {32768}, {1}},
                                  {"decode 64 x ctx 2000", std::vector<int>(64, 2000), std::vector<int>(64, 1)},
+                                 {"decode 128 x ctx 576", std::vector<int>(128, 576), std::vector<int>(128, 1)},
+                                 {"decode 124 x ctx 512..640", {}, std::vector<int>(124, 1)},
                                  {"prefill 512", {512}, {512}},
                                  {"prefill 4096", {4096}, {4096}},
                                  {"chunk of 512 after 3584", {4096}, {512}}};
+    {
+        // The bench's decode batch: ~124 sequences of 512 prompt tokens plus up to 128 generated ones.
+        std::mt19937 rng(7);
+        for (int i = 0; i < 124; i++) shapes[6].ctx.push_back(512 + int(rng() % 129));
+    }
     for (const Shape& sh : shapes) {
         AttnCase c{.name = sh.name, .ctx = sh.ctx, .new_tokens = sh.new_tokens, .n_heads = 32, .n_kv_heads = 8,
                    .head_dim = 128, .kv = DType::F16};
@@ -412,6 +447,12 @@ TEST_F(BackendOps, DISABLED_PagedAttentionTiming) {
         double pairs = 0;
         for (int t = 0; t < b.n_tokens; t++) pairs += b.positions[size_t(t)] + 1;
         const double tflops = 4.0 * c.n_heads * c.head_dim * pairs / (us / n_iter * 1e-6) / 1e12;
-        std::printf("paged attention %-28s %10.1f us per call %8.1f TFLOP/s\n", sh.name.c_str(), us / n_iter, tflops);
+        // Decode reads every visible K and V row once: bytes / time against the H200's ~4.8 TB/s.
+        const bool decode = b.n_tokens == b.n_seqs;
+        const double kv_bytes = 2.0 * pairs * c.n_kv_heads * c.head_dim * 2.0;
+        const double gbs = kv_bytes / (us / n_iter * 1e-6) / 1e9;
+        std::printf("paged attention %-28s %10.1f us per call %8.1f TFLOP/s", sh.name.c_str(), us / n_iter, tflops);
+        if (decode) std::printf(" %8.1f GB/s (K/V %.1f MB)", gbs, kv_bytes / 1e6);
+        std::printf("\n");
     }
 }
