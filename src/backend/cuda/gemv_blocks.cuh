@@ -159,10 +159,13 @@ constexpr int gemv_warp_smem() {
     return kGemvStages * RW * TileGeom<DT>::kBytes;
 }
 
-// acc[rw][r] += rows[rw] . x[r] over K for r < n_rows. `sm`: this warp's gemv_warp_smem bytes.
-template <DType DT, int MR, int RW>
-__device__ __forceinline__ void rows_dot_tiled(const uint8_t* const (&rows)[RW], const float* __restrict__ x,
-                                               int64_t K, int n_rows, int lane, uint4* sm, float (&acc)[RW][MR]) {
+// Streams RW rows through this warp's shared memory in tiles (kGemvStages in flight) and calls
+// compute(tile words, rw stride in words, first element, elements) for each tile, in order, with the tile's copies
+// complete. kWaitPrior: after the first copies are issued, wait for the grid this one depends on (programmatic
+// dependent launch: the weights start loading while the kernel that writes x finishes; a no-op otherwise).
+template <DType DT, int RW, bool kWaitPrior, typename F>
+__device__ __forceinline__ void tile_pipeline(const uint8_t* const (&rows)[RW], int64_t K, int lane, uint4* sm,
+                                              F&& compute) {
     using G = BlockGeom<DT>;
     using T = TileGeom<DT>;
     constexpr int kStageVecs = RW * T::kVecs;
@@ -184,6 +187,7 @@ __device__ __forceinline__ void rows_dot_tiled(const uint8_t* const (&rows)[RW],
         if (s < n_tiles) issue(s);
         cp_async_commit();
     }
+    if constexpr (kWaitPrior) asm volatile("griddepcontrol.wait;\n" ::: "memory");
     for (int64_t tile = 0; tile < n_tiles; tile++) {
         if (tile + kGemvStages - 1 < n_tiles) issue(tile + kGemvStages - 1);
         cp_async_commit();
@@ -191,7 +195,18 @@ __device__ __forceinline__ void rows_dot_tiled(const uint8_t* const (&rows)[RW],
         __syncwarp();
         const uint32_t* tw = reinterpret_cast<const uint32_t*>(sm + int(tile % kGemvStages) * kStageVecs);
         const int64_t e0 = tile * T::kElems;
-        const int n_groups = int((K - e0 < T::kElems ? K - e0 : T::kElems) / 8);
+        compute(tw, T::kVecs * 4, e0, int(K - e0 < T::kElems ? K - e0 : T::kElems));
+        __syncwarp();
+    }
+}
+
+// acc[rw][r] += rows[rw] . x[r] over K for r < n_rows. `sm`: this warp's gemv_warp_smem bytes.
+template <DType DT, int MR, int RW>
+__device__ __forceinline__ void rows_dot_tiled(const uint8_t* const (&rows)[RW], const float* __restrict__ x,
+                                               int64_t K, int n_rows, int lane, uint4* sm, float (&acc)[RW][MR]) {
+    using T = TileGeom<DT>;
+    tile_pipeline<DT, RW, false>(rows, K, lane, sm, [&](const uint32_t* tw, int rw_words, int64_t e0, int te) {
+        const int n_groups = te / 8;
         const float* xt = x + e0;
         // NG groups g, g + 32, ...: all decoded and all x loaded before the products (loads in flight together).
         auto groups = [&]<int NG>(int g0) {
@@ -201,7 +216,7 @@ __device__ __forceinline__ void rows_dot_tiled(const uint8_t* const (&rows)[RW],
 #pragma unroll
                 for (int rw = 0; rw < RW; rw++) {
                     sc[k][rw] = 1.0f, bi[k][rw] = 0.0f;
-                    decode8<DT>(tw + rw * T::kVecs * 4, g0 + 32 * k, q[k][rw], sc[k][rw], bi[k][rw]);
+                    decode8<DT>(tw + rw * rw_words, g0 + 32 * k, q[k][rw], sc[k][rw], bi[k][rw]);
                 }
 #pragma unroll
             for (int r = 0; r < MR; r++) {
@@ -247,8 +262,7 @@ __device__ __forceinline__ void rows_dot_tiled(const uint8_t* const (&rows)[RW],
         } else {
             for (int g = lane; g < n_groups; g += 32) groups.template operator()<1>(g);
         }
-        __syncwarp();
-    }
+    });
 }
 
 }  // namespace osprey::backend::cuda

@@ -4,8 +4,16 @@
 // warp streamed through shared memory); other rows one warp per row in 8-element groups (dequant8). One launch
 // covers up to kMaxGemvJobs weights that read the same x (q/k/v), or a gate and an up weight whose rows are combined
 // as act(gate) * up (the gated feed-forward input).
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+
 #include "backend/cuda/dequant.cuh"
+#include "backend/cuda/gemm.cuh"
 #include "backend/cuda/gemv_blocks.cuh"
+#include "backend/cuda/gemv_int.cuh"
 #include "backend/cuda/gemv_quant.cuh"
 
 namespace osprey::backend::cuda {
@@ -207,10 +215,19 @@ __device__ __forceinline__ void zero_acc(float (&acc)[RW][MR]) {
         for (int r = 0; r < MR; r++) acc[rw][r] = 0.0f;
 }
 
+// The tiled rows' dot products against x rows m0, m0 + 1, ...: X is const float* (f32 x, gemv_blocks.cuh) or
+// XQuant (x quantized for the integer path of gemv_int.cuh).
+template <DType DT, int MR, int RW, typename X>
+__device__ __forceinline__ void tiled_rows_dot(const uint8_t* const (&rows)[RW], const X& x, int64_t m0, int64_t K,
+                                               int n_rows, int lane, uint4* sm, float (&acc)[RW][MR]) {
+    if constexpr (std::is_same_v<X, XQuant>) rows_dot_int<DT, MR, RW>(rows, x.rows_from(m0), K, n_rows, lane, sm, acc);
+    else rows_dot_tiled<DT, MR, RW>(rows, x + m0 * K, K, n_rows, lane, sm, acc);
+}
+
 // gemv_kernel for block types on the tiled path: RW consecutive rows of the batch per warp.
-template <DType DT, int MR, int RW>
+template <DType DT, int MR, int RW, typename X>
 __global__ void __launch_bounds__(kTiledWarps * 32)
-gemv_tiled_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K, size_t row_bytes) {
+gemv_tiled_kernel(GemvBatch b, X x, int64_t M, int64_t K, size_t row_bytes) {
     extern __shared__ uint4 gemv_smem[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t total = b.first_row[b.n_jobs];
@@ -231,8 +248,7 @@ gemv_tiled_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K
     }
     float acc[RW][MR];
     zero_acc(acc);
-    rows_dot_tiled<DT, MR, RW>(rows, x + m0 * K, K, n_rows, lane, gemv_smem + warp * (gemv_warp_smem<DT, RW>() / 16),
-                               acc);
+    tiled_rows_dot<DT, MR, RW>(rows, x, m0, K, n_rows, lane, gemv_smem + warp * (gemv_warp_smem<DT, RW>() / 16), acc);
 #pragma unroll
     for (int rw = 0; rw < RW; rw++) warp_reduce(acc[rw]);
     if (lane == 0) {
@@ -248,10 +264,10 @@ gemv_tiled_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K
 }
 
 // gemv_gated_kernel on the tiled path: RW / 2 outputs per warp, rows (gate n, up n, gate n + 1, up n + 1, ...).
-template <DType DT, int MR, int RW, bool kSilu>
+template <DType DT, int MR, int RW, bool kSilu, typename X>
 __global__ void __launch_bounds__(kTiledWarps * 32)
-gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg, const uint8_t* __restrict__ wu,
-                        const float* __restrict__ x, int64_t M, int64_t N, int64_t K, size_t row_bytes) {
+gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg, const uint8_t* __restrict__ wu, X x,
+                        int64_t M, int64_t N, int64_t K, size_t row_bytes) {
     constexpr int kOut = RW / 2;
     extern __shared__ uint4 gemv_smem[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -267,8 +283,7 @@ gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg,
     }
     float acc[RW][MR];
     zero_acc(acc);
-    rows_dot_tiled<DT, MR, RW>(rows, x + m0 * K, K, n_rows, lane, gemv_smem + warp * (gemv_warp_smem<DT, RW>() / 16),
-                               acc);
+    tiled_rows_dot<DT, MR, RW>(rows, x, m0, K, n_rows, lane, gemv_smem + warp * (gemv_warp_smem<DT, RW>() / 16), acc);
 #pragma unroll
     for (int rw = 0; rw < RW; rw++) warp_reduce(acc[rw]);
     if (lane == 0) {
@@ -289,32 +304,79 @@ void allow_smem(Kern* kernel, size_t bytes) {
     if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
 }
 
-template <DType DT, int MR>
-void launch_tiled(const GemvBatch& b, const float* x, int64_t M, int64_t K, size_t row_bytes, cudaStream_t stream) {
+// Programmatic dependent launch of the integer-path kernels (they start loading weights while quantize_x_kernel
+// runs); OSPREY_GEMV_PDL=0 launches them in plain stream order.
+bool use_pdl() {
+    static const bool on = [] {
+        const char* e = std::getenv("OSPREY_GEMV_PDL");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
+template <typename... KArgs, typename... Args>
+void launch_kernel(void (*kernel)(KArgs...), dim3 grid, int threads, size_t smem, cudaStream_t stream, bool pdl,
+                   Args&&... args) {
+    allow_smem(kernel, smem);
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(unsigned(threads));
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);  // errors: the caller's cudaGetLastError()
+}
+
+// The quantized-x area of one (device, stream); never freed (a process-lifetime cache). It only grows (get()
+// synchronizes and bumps scratch_epoch() then), so a captured decode step finds the size its eager run set.
+XQuant quantize_x(const float* x, int64_t M, int64_t K, cudaStream_t stream) {
+    static std::mutex mu;
+    static auto* areas = new std::map<std::pair<int, cudaStream_t>, DeviceScratch>();
+    int device = 0;
+    cudaGetDevice(&device);
+    size_t off[3];
+    const size_t bytes = xquant_bytes(M, K, off);
+    char* base = nullptr;
+    {
+        const std::lock_guard<std::mutex> lock(mu);
+        base = static_cast<char*>((*areas)[{device, stream}].get(bytes, stream));
+    }
+    auto* q = reinterpret_cast<int16_t*>(base + off[0]);
+    auto* d = reinterpret_cast<float*>(base + off[1]);
+    auto* s = reinterpret_cast<int32_t*>(base + off[2]);
+    const int64_t n8 = M * K / 8;
+    quantize_x_kernel<<<unsigned((n8 + 255) / 256), 256, 0, stream>>>(x, q, d, s, n8);
+    return XQuant{q, d, s, K};
+}
+
+template <DType DT, int MR, typename X>
+void launch_tiled(const GemvBatch& b, const X& x, int64_t M, int64_t K, size_t row_bytes, cudaStream_t stream) {
     constexpr int RW = kTiledRows;
     const int64_t per_block = int64_t(kTiledWarps) * RW;
     const dim3 grid(unsigned((b.first_row[b.n_jobs] + per_block - 1) / per_block), row_groups(M));
     const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
-    allow_smem(gemv_tiled_kernel<DT, MR, RW>, smem);
-    gemv_tiled_kernel<DT, MR, RW><<<grid, kTiledWarps * 32, smem, stream>>>(b, x, M, K, row_bytes);
+    launch_kernel(gemv_tiled_kernel<DT, MR, RW, X>, grid, kTiledWarps * 32, smem, stream,
+                  std::is_same_v<X, XQuant> && use_pdl(), b, x, M, K, row_bytes);
 }
 
-template <DType DT, int MR>
-void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const float* x, int64_t M, int64_t N,
+template <DType DT, int MR, typename X>
+void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const X& x, int64_t M, int64_t N,
                         int64_t K, size_t row_bytes, bool silu, cudaStream_t stream) {
     constexpr int RW = kTiledRows;
     const int64_t per_block = int64_t(kTiledWarps) * (RW / 2);
     const dim3 grid(unsigned((N + per_block - 1) / per_block), row_groups(M));
     const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
-    if (silu) {
-        allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, true>, smem);
-        gemv_gated_tiled_kernel<DT, MR, RW, true><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N, K,
-                                                                                           row_bytes);
-    } else {
-        allow_smem(gemv_gated_tiled_kernel<DT, MR, RW, false>, smem);
-        gemv_gated_tiled_kernel<DT, MR, RW, false><<<grid, kTiledWarps * 32, smem, stream>>>(out, wg, wu, x, M, N, K,
-                                                                                            row_bytes);
-    }
+    const bool pdl = std::is_same_v<X, XQuant> && use_pdl();
+    if (silu)
+        launch_kernel(gemv_gated_tiled_kernel<DT, MR, RW, true, X>, grid, kTiledWarps * 32, smem, stream, pdl, out, wg,
+                      wu, x, M, N, K, row_bytes);
+    else
+        launch_kernel(gemv_gated_tiled_kernel<DT, MR, RW, false, X>, grid, kTiledWarps * 32, smem, stream, pdl, out,
+                      wg, wu, x, M, N, K, row_bytes);
 }
 
 template <DType DT>
@@ -374,7 +436,9 @@ void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_
     dispatch_weight_dtype(w_dtype, [&]<DType DT>() {
         const size_t row_bytes = dtype_row_bytes(DT, K);
         dispatch_rows<DT>(M, row_path<DT>(b, x, K), [&]<int MR, RowPath P>() {
-            if constexpr (P == RowPath::Tiled)
+            if constexpr (P == RowPath::Tiled && int_dot_dtype<DT>())
+                launch_tiled<DT, MR>(b, quantize_x(x, M, K, stream), M, K, row_bytes, stream);
+            else if constexpr (P == RowPath::Tiled)
                 launch_tiled<DT, MR>(b, x, M, K, row_bytes, stream);
             else
                 gemv_kernel<DT, MR, P><<<dim3(gx, row_groups(M)), kWarpsPerBlock * 32, 0, stream>>>(b, x, M, K,
@@ -400,7 +464,10 @@ void launch_gemv_gated(float* out, const float* x, DType w_dtype, const void* w_
         const size_t row_bytes = dtype_row_bytes(DT, K);
         dispatch_rows<DT>(M, row_path<DT>(b, x, K), [&]<int MR, RowPath P>() {
             const dim3 grid(gx, row_groups(M));
-            if constexpr (P == RowPath::Tiled)
+            if constexpr (P == RowPath::Tiled && int_dot_dtype<DT>())
+                launch_gated_tiled<DT, MR>(out, b.w[0], b.w[1], quantize_x(x, M, K, stream), M, N, K, row_bytes, silu,
+                                           stream);
+            else if constexpr (P == RowPath::Tiled)
                 launch_gated_tiled<DT, MR>(out, b.w[0], b.w[1], x, M, N, K, row_bytes, silu, stream);
             else if (silu)
                 gemv_gated_kernel<DT, MR, P, true><<<grid, kWarpsPerBlock * 32, 0, stream>>>(

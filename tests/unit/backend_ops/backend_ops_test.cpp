@@ -101,10 +101,24 @@ TEST_F(BackendOps, MemoryAndCapabilities) {
 
 namespace {
 
+// The integer path of the small-batch kernel (gemv_int.cuh): Q8_0, Q4_0, Q4_1, Q4_K, Q6_K rows of whole 16-byte
+// vectors. It quantizes x to int16 per 32-element block (d = amax / 32767, round to nearest), so out carries the
+// rounding error of x: per element at most d / 2, variance d^2 / 12, i.e. NMSE ~ E[e^2] / E[x^2] ~ 2.3e-10 for the
+// uniform test inputs whatever the weights. tests/golden/gemv_xquant_model.py models that rounding in numpy
+// (worst 4.1e-10 over K = 2048..14336, weights with and without a mean): 1e-8 leaves 25x margin and still fails
+// an error of one int8 term (~2e-5) or any wrong weight bit.
+bool gemv_int_path(DType dt, int64_t K) {
+    const bool int_type = dt == DType::Q8_0 || dt == DType::Q4_0 || dt == DType::Q4_1 || dt == DType::Q4_K ||
+                          dt == DType::Q6_K;
+    return int_type && dtype_row_bytes(dt, K) % 16 == 0;
+}
+constexpr double kGemvIntThreshold = 1e-8;
+
 // NMSE thresholds against the double reference. M <= 8 runs the f32 matrix-vector kernels (f32 products and
-// sums: ~1e-13); larger M runs cuBLAS with x rounded to f16 (2^-11 relative: ~1e-7) or bf16 (2^-8: ~5e-6), and
-// block types dequantized to f16; f32 weights use SGEMM.
-double matmul_threshold(DType dt, int64_t M) {
+// sums: ~1e-13) or the integer path above; larger M runs cuBLAS with x rounded to f16 (2^-11 relative: ~1e-7) or
+// bf16 (2^-8: ~5e-6), and block types dequantized to f16; f32 weights use SGEMM.
+double matmul_threshold(DType dt, int64_t M, int64_t K) {
+    if (M <= 8 && gemv_int_path(dt, K)) return kGemvIntThreshold;
     if (M <= 8 || dt == DType::F32) return 1e-10;
     if (dt == DType::BF16) return 3e-5;
     return 1e-6;
@@ -143,11 +157,39 @@ TEST_P(MatmulOps, MatchesCpuAndReference) {
             cpu().matmul(oc.t, xc.t, wc.t);
             const std::vector<float> got = fetch(og, "matmul"), cpu_out = fetch(oc, "matmul cpu");
             const std::string v = fmt::format("{} M={} N={} K={} ({})", dtype_name(dt), M, s.N, s.K,
-                                              M <= 8 ? "gemv" : "cublas");
-            const double thr = matmul_threshold(dt, M);
+                                              M > 8 ? "cublas" : gemv_int_path(dt, s.K) ? "gemv int" : "gemv");
+            const double thr = matmul_threshold(dt, M, s.K);
             expect_close("matmul vs ref", v, got, ref32, thr);
             // The CPU backend quantizes activations to 16 bits for block types (~1e-9), so allow 1e-6 there.
             expect_close("matmul vs cpu", v, got, cpu_out, std::max(thr, is_quantized(dt) ? 1e-6 : 1e-10));
+        }
+    }
+}
+
+// The integer path's x quantization at its edges: all-zero blocks (amax 0), a block whose amax is 1e6 times its
+// other elements (they round to 0 or +-1 units: their error is bounded by amax / 65534, as the model says), tiny
+// and huge magnitudes, and one row with every element equal to its block's amax in size.
+TEST_F(BackendOps, GemvIntPathQuantizesEdgeCaseActivations) {
+    for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K}) {
+        const int64_t N = 41, K = 4096, M = 5;
+        ASSERT_TRUE(gemv_int_path(dt, K));
+        const std::vector<uint8_t> w = random_weights(dt, N, K, 61);
+        std::vector<float> x = random_floats(size_t(M * K), 62);
+        for (int64_t i = 0; i < 256; i++) x[size_t(i)] = 0.0f;                     // row 0: zero blocks
+        for (int64_t i = 0; i < K; i += 32) x[size_t(K + i)] = 1e6f;              // row 1: one large element per block
+        for (int64_t i = 0; i < K; i++) x[size_t(2 * K + i)] *= 1e-30f;            // row 2: tiny (f32 normal) values
+        for (int64_t i = 0; i < K; i++) x[size_t(3 * K + i)] *= 1e30f;             // row 3: huge values
+        for (int64_t i = 0; i < K; i++) x[size_t(4 * K + i)] = (i % 3 == 0) ? -2.5f : 2.5f;  // row 4: +-amax only
+        DevTensor wg(gpu(), dt, {N, K}, w.data()), xg(gpu(), DType::F32, {M, K}, x.data()), og(gpu(), DType::F32, {M, N});
+        gpu().matmul(og.t, xg.t, wg.t);
+        const std::vector<float> got = fetch(og, "matmul");
+        for (int64_t m = 0; m < M; m++) {
+            std::vector<float> ref(static_cast<size_t>(N));
+            cpu::matmul_ref(ref.data(), x.data() + m * K, dt, w.data(), 1, N, K);
+            const std::vector<float> row(got.begin() + m * N, got.begin() + (m + 1) * N);
+            // Row 4 is exactly representable (q = +-32767): only the f32 sums' rounding remains.
+            expect_close("matmul int x edges", fmt::format("{} row {}", dtype_name(dt), m), row, ref,
+                         m == 4 ? 1e-10 : kGemvIntThreshold);
         }
     }
 }
