@@ -183,6 +183,10 @@ class Backend {
     // ids[r] = the first index of the largest value of logits row r (greedy decoding on the device, so only the
     // ids travel back)                                              ids i32 [R]; logits [R, V] f32
     virtual void argmax_rows(Tensor ids, const Tensor& logits) = 0;
+    // ids[r] = sample_row(row r of logits, params[r]): temperature, top-k, top-p, min-p and a seeded draw, defined
+    // in backend/sampling.h (sampling on the device: only the ids travel back)
+    //                                          ids i32 [R]; logits [R, V] f32; params i32 [R, 8] (SamplingRow each)
+    virtual void sample_rows(Tensor ids, const Tensor& logits, const Tensor& params) = 0;
     // x *= s; optionally x = softcap * tanh(x / softcap) when softcap > 0
     virtual void scale(Tensor x, float s, float softcap) = 0;
 };

@@ -98,7 +98,9 @@ struct Engine::Impl {
     int64_t next_arrival = 0;
     std::vector<float> host_row;
     std::vector<float> host_logits;  // this step's sampled rows [n_rows, n_vocab]
-    backend::Buffer greedy_ids;      // device ids of a plain-greedy step
+    backend::Buffer sampled_ids;     // ids drawn on the device [n_rows]
+    backend::Buffer row_params;      // their SamplingRows [n_rows]
+    std::vector<backend::SamplingRow> device_rows;
     std::vector<int32_t> host_ids;
     std::mt19937_64 seed_source{std::random_device{}()};
     std::thread thread;
@@ -483,34 +485,53 @@ void Engine::Impl::step() {
         stats.n_steps++;
     }
     const int64_t n_vocab = logits.cols(), n_rows = logits.rows();
-    // When every sampled sequence decodes greedily (no penalties, no logprobs, no forks), the argmax runs where the
-    // logits are and only the ids come back.
-    bool device_greedy = n_rows > 0;
-    for (const ScheduledSeq& s : plan.seqs)
-        if (s.sample && (s.seq->fork_pending || !s.seq->request->request.params.plain_greedy())) device_greedy = false;
-    if (device_greedy) {
-        if (greedy_ids.n_bytes() < size_t(n_rows) * 4) greedy_ids = model.backend().alloc(size_t(n_rows) * 4);
-        const Tensor ids(greedy_ids.data(), DType::I32, {n_rows}, model.backend().device());
-        model.backend().argmax_rows(ids, logits);
-        host_ids.resize(size_t(n_rows));
-        model.backend().copy_to_host(host_ids.data(), greedy_ids.data(), size_t(n_rows) * 4);
+    if (n_rows == 0) return;
+    // Rows that need nothing but temperature, top-k/p, min-p and a seed are sampled where the logits are and only
+    // their ids come back; the others (penalties, logprobs, a pending fork) come to the host in one copy. Which
+    // path a row takes depends only on its own request, and both draw the same token (Sampler::device_row).
+    backend::Backend& be = model.backend();
+    device_rows.assign(size_t(n_rows), backend::SamplingRow{});
+    bool any_device = false, any_host = false;
+    {
         int row = 0;
         for (const ScheduledSeq& s : plan.seqs) {
             if (!s.sample) continue;
-            SampledToken tok;
-            tok.token = host_ids[size_t(row++)];
-            emit(s.seq, tok);
+            const Sequence* seq = s.seq;
+            if (!seq->fork_pending && seq->request->request.params.device_samplable()) {
+                device_rows[size_t(row)] = seq->sampler->device_row(uint64_t(seq->n_output()));
+                any_device = true;
+            } else {
+                any_host = true;
+            }
+            row++;
         }
-        return;
     }
-    // All sampled rows come to the host in one copy (one synchronisation per step, not one per sequence).
-    host_logits.resize(size_t(n_rows * n_vocab));
-    if (n_rows > 0) model.backend().copy_to_host(host_logits.data(), logits.data, host_logits.size() * 4);
+    if (any_device) {
+        if (sampled_ids.n_bytes() < size_t(n_rows) * 4) sampled_ids = be.alloc(size_t(n_rows) * 4);
+        if (row_params.n_bytes() < size_t(n_rows) * sizeof(backend::SamplingRow))
+            row_params = be.alloc(size_t(n_rows) * sizeof(backend::SamplingRow));
+        be.copy_from_host(row_params.data(), device_rows.data(), size_t(n_rows) * sizeof(backend::SamplingRow));
+        const Tensor ids(sampled_ids.data(), DType::I32, {n_rows}, be.device());
+        be.sample_rows(ids, logits, row_params.view(DType::I32, {n_rows, 8}));
+        host_ids.resize(size_t(n_rows));
+        be.copy_to_host(host_ids.data(), sampled_ids.data(), size_t(n_rows) * 4);
+    }
+    if (any_host) {
+        host_logits.resize(size_t(n_rows * n_vocab));
+        be.copy_to_host(host_logits.data(), logits.data, host_logits.size() * 4);
+    }
     int row = 0;
     for (const ScheduledSeq& s : plan.seqs) {
         if (!s.sample) continue;
         Sequence* seq = s.seq;
-        const float* src = host_logits.data() + int64_t(row++) * n_vocab;
+        const int r = row++;
+        if (!seq->fork_pending && seq->request->request.params.device_samplable()) {
+            SampledToken tok;
+            tok.token = host_ids[size_t(r)];
+            emit(seq, tok);
+            continue;
+        }
+        const float* src = host_logits.data() + int64_t(r) * n_vocab;
         if (seq->fork_pending) {
             // Parallel sampling: the n choices share the prompt's blocks and sample from the same logits.
             fork(seq);

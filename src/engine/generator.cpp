@@ -74,14 +74,21 @@ GenerationStats Generator::generate(std::span<const int32_t> prompt, const Sampl
         n_cached += n;
     }
     auto t_decode = Clock::now();
-    const bool device_greedy = params.plain_greedy();
-    if (device_greedy && greedy_id_.n_bytes() < 4) greedy_id_ = model_.backend().alloc(4);
+    // Without penalties or logprobs the token is drawn where the logits are (the same token as the host sampler).
+    const bool on_device = params.device_samplable();
+    backend::Backend& be = model_.backend();
+    if (on_device && device_id_.n_bytes() < 4) device_id_ = be.alloc(4);
+    if (on_device && device_row_.n_bytes() < sizeof(backend::SamplingRow))
+        device_row_ = be.alloc(sizeof(backend::SamplingRow));
     for (;;) {
         SampledToken tok;
-        if (device_greedy) {  // only the id comes back
-            const Tensor id(greedy_id_.data(), DType::I32, {1}, model_.backend().device());
-            model_.backend().argmax_rows(id, logits);
-            model_.backend().copy_to_host(&tok.token, greedy_id_.data(), 4);
+        if (on_device) {  // only the id comes back
+            const backend::SamplingRow row = sampler.device_row(uint64_t(stats.n_generated));
+            be.copy_from_host(device_row_.data(), &row, sizeof(row));
+            const Tensor id(device_id_.data(), DType::I32, {1}, be.device());
+            if (params.greedy()) be.argmax_rows(id, logits);
+            else be.sample_rows(id, logits, device_row_.view(DType::I32, {1, 8}));
+            be.copy_to_host(&tok.token, device_id_.data(), 4);
         } else {
             model_.backend().copy_to_host(host_logits_.data(), logits.data, host_logits_.size() * 4);
         }
@@ -89,7 +96,7 @@ GenerationStats Generator::generate(std::span<const int32_t> prompt, const Sampl
             stats.prefill_seconds = seconds_since(t0);
             t_decode = Clock::now();
         }
-        if (!device_greedy) tok = sampler.sample(host_logits_, prompt, generated);
+        if (!on_device) tok = sampler.sample(host_logits_, prompt, generated);
         generated.push_back(tok.token);
         stats.n_generated++;
         const bool is_eos = !params.ignore_eos && eos_ids.count(tok.token);

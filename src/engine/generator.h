@@ -53,7 +53,8 @@ class Generator {
     std::vector<int32_t> block_table_;
     int prefill_chunk_;
     std::vector<float> host_logits_;
-    backend::Buffer greedy_id_;  // device argmax of a plain-greedy step
+    backend::Buffer device_id_;   // the token drawn on the device
+    backend::Buffer device_row_;  // its SamplingRow
 };
 
 }  // namespace osprey::engine

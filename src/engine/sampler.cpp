@@ -33,7 +33,18 @@ float log_sum_exp(std::span<const float> logits) {
     return m + float(std::log(s));
 }
 
-Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
+Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), seed_(seed) {}
+
+backend::SamplingRow Sampler::device_row(uint64_t n_generated) const {
+    backend::SamplingRow r;
+    r.temperature = params_.greedy() ? 0.0f : params_.temperature;
+    r.top_k = params_.top_k;
+    r.top_p = params_.top_p;
+    r.min_p = params_.min_p;
+    r.seed = seed_;
+    r.counter = n_generated;
+    return r;
+}
 
 SampledToken Sampler::sample(std::span<float> logits, std::span<const int32_t> prompt,
                              std::span<const int32_t> generated) {
@@ -81,67 +92,8 @@ SampledToken Sampler::sample(std::span<float> logits, std::span<const int32_t> p
                     logits[size_t(t)] -= params_.frequency_penalty * float(counts_[size_t(t)]) + params_.presence_penalty;
     }
 
-    int32_t chosen = 0;
-    if (params_.greedy()) {
-        // First maximum wins: deterministic ties.
-        float best = -std::numeric_limits<float>::infinity();
-        for (int t = 0; t < n_vocab; t++)
-            if (logits[size_t(t)] > best) best = logits[size_t(t)], chosen = t;
-    } else {
-        const float inv_t = 1.0f / params_.temperature;
-        // Candidate set sorted by logit, truncated by top-k.
-        candidates_.resize(size_t(n_vocab));
-        std::iota(candidates_.begin(), candidates_.end(), 0);
-        auto by_logit = [&](int32_t a, int32_t b) {
-            return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
-        };
-        int n = n_vocab;
-        if (params_.top_k > 0 && params_.top_k < n_vocab) {
-            n = params_.top_k;
-            std::partial_sort(candidates_.begin(), candidates_.begin() + n, candidates_.end(), by_logit);
-        } else {
-            std::sort(candidates_.begin(), candidates_.end(), by_logit);
-        }
-        std::vector<double> probs(static_cast<size_t>(n));
-        const float m = logits[size_t(candidates_[0])] * inv_t;
-        double sum = 0;
-        for (int i = 0; i < n; i++) {
-            probs[size_t(i)] = std::exp(double(logits[size_t(candidates_[size_t(i)])] * inv_t - m));
-            sum += probs[size_t(i)];
-        }
-        for (double& p : probs) p /= sum;
-        if (params_.top_p < 1.0f) {
-            double cum = 0;
-            int keep = 0;
-            while (keep < n) {
-                cum += probs[size_t(keep)];
-                keep++;
-                if (cum >= params_.top_p) break;
-            }
-            n = keep;
-        }
-        if (params_.min_p > 0.0f) {
-            const double threshold = probs[0] * params_.min_p;
-            int keep = 1;
-            while (keep < n && probs[size_t(keep)] >= threshold) keep++;
-            n = keep;
-        }
-        double total = 0;
-        for (int i = 0; i < n; i++) total += probs[size_t(i)];
-        std::uniform_real_distribution<double> uni(0.0, total);
-        const double r = uni(rng_);
-        double cum = 0;
-        chosen = candidates_[size_t(n - 1)];
-        for (int i = 0; i < n; i++) {
-            cum += probs[size_t(i)];
-            if (r < cum) {
-                chosen = candidates_[size_t(i)];
-                break;
-            }
-        }
-    }
-    out.token = chosen;
-    if (need_raw) out.logprob = raw_copy[size_t(chosen)] - lse;
+    out.token = backend::sample_row(logits, device_row(generated.size()));
+    if (need_raw) out.logprob = raw_copy[size_t(out.token)] - lse;
     return out;
 }
 

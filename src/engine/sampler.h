@@ -1,6 +1,8 @@
 // Sampler: turns one row of logits into a token, applying penalties, temperature and truncation (top-k, top-p,
 // min-p) in the order HF transformers and vLLM use: penalties, temperature, top-k, top-p, min-p, then sample.
-// Each request owns its random stream (seeded per request), so results do not depend on the batch.
+// After the penalties, the draw is backend::sample_row (backend/sampling.h) with the sequence's seed and the
+// number of tokens generated so far as counter: the token a backend's sample_rows draws for the same row, so
+// results depend neither on the batch nor on where the row is sampled.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "backend/sampling.h"
 #include "engine/sampling_params.h"
 
 namespace osprey::engine {
@@ -31,9 +34,12 @@ class Sampler {
     // logits [n_vocab] (modified in place); history: prompt + generated tokens (for penalties).
     SampledToken sample(std::span<float> logits, std::span<const int32_t> prompt, std::span<const int32_t> generated);
 
+    // The row a backend samples this sequence's next token with (when params.device_samplable()).
+    backend::SamplingRow device_row(uint64_t n_generated) const;
+
   private:
     SamplingParams params_;
-    std::mt19937_64 rng_;
+    uint64_t seed_;
     std::vector<int32_t> counts_;      // scratch: occurrences per token
     std::vector<int32_t> candidates_;  // scratch
 };

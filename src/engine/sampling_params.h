@@ -27,9 +27,11 @@ struct SamplingParams {
     bool greedy() const { return temperature <= 0.0f; }
     // Greedy with nothing that needs the whole distribution on the host (penalties, logprobs): the token is the
     // first maximum of the raw logits, which the backend can find where the logits are (Backend::argmax_rows).
-    bool plain_greedy() const {
-        return greedy() && n_logprobs < 0 && repetition_penalty == 1.0f && presence_penalty == 0.0f &&
-               frequency_penalty == 0.0f;
+    bool plain_greedy() const { return greedy() && device_samplable(); }
+    // Nothing but temperature, top-k, top-p, min-p and the seed: the backend can draw the token where the logits
+    // are (Backend::sample_rows), the same token the host Sampler would draw.
+    bool device_samplable() const {
+        return n_logprobs < 0 && repetition_penalty == 1.0f && presence_penalty == 0.0f && frequency_penalty == 0.0f;
     }
 };
 

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/sampling.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
@@ -182,6 +183,16 @@ class CpuBackend final : public Backend {
                 if (l[v] > best) best = l[v], chosen = int32_t(v);
             ids.as<int32_t>()[r] = chosen;
         }
+    }
+
+    void sample_rows(Tensor ids, const Tensor& logits, const Tensor& params) override {
+        const int64_t R = logits.rows(), V = logits.cols();
+        const auto* rows = reinterpret_cast<const SamplingRow*>(params.data);
+        pool_.parallel_for(R, 1, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; r++)
+                ids.as<int32_t>()[r] = sample_row(std::span<const float>(logits.as<float>() + r * V, size_t(V)),
+                                                  rows[r]);
+        });
     }
 
     void scale(Tensor x, float s, float softcap) override {

@@ -23,6 +23,7 @@
 #include "backend/cuda/norm.cuh"
 #include "backend/cuda/op_profiler.h"
 #include "backend/cuda/rope.cuh"
+#include "backend/cuda/sampling.cuh"
 
 namespace osprey::backend {
 
@@ -394,6 +395,13 @@ class CudaBackend final : public Backend {
         bind();
         const OpProfiler::Scope prof(&profiler_, "argmax_rows", stream_);
         launch_argmax_rows(ids.as<int32_t>(), logits.as<float>(), logits.rows(), logits.cols(), stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
+    void sample_rows(Tensor ids, const Tensor& logits, const Tensor& params) override {
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "sample_rows", stream_);
+        launch_sample_rows(ids.as<int32_t>(), logits.as<float>(), params.data, logits.rows(), logits.cols(), stream_);
         OSP_CUDA_CHECK_LAUNCH();
     }
 

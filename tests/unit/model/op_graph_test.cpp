@@ -130,6 +130,9 @@ class RecordingBackend final : public Backend {
     void argmax_rows(Tensor ids, const Tensor& logits) override {
         run([=, this] { cpu->argmax_rows(ids, logits); });
     }
+    void sample_rows(Tensor ids, const Tensor& logits, const Tensor& params) override {
+        run([=, this] { cpu->sample_rows(ids, logits, params); });
+    }
     void scale(Tensor x, float s, float softcap) override {
         run([=, this] { cpu->scale(x, s, softcap); });
     }

@@ -1,0 +1,92 @@
+#include "backend/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <vector>
+
+namespace osprey::backend {
+
+namespace {
+
+// The key of the top-p threshold: the smallest key whose tokens are kept, i.e. of the last group of equal keys
+// (in descending order, among tokens with key >= floor) whose strictly-greater weight is below `limit`.
+// Sorts only as many of the largest keys as the walk needs (256, then 4x more).
+uint32_t top_p_key(const std::vector<uint32_t>& key, const std::vector<float>& w, uint32_t floor, float limit) {
+    std::vector<int32_t> ids;
+    for (int32_t i = 0; i < int32_t(key.size()); i++)
+        if (key[size_t(i)] >= floor) ids.push_back(i);
+    const size_t n_all = ids.size();
+    auto desc = [&](int32_t a, int32_t b) { return key[size_t(a)] > key[size_t(b)]; };
+    for (size_t n = std::min<size_t>(n_all, 256);; n = std::min(n_all, n * 4)) {
+        std::partial_sort(ids.begin(), ids.begin() + long(n), ids.end(), desc);
+        // Keys strictly above the largest key left out are complete groups.
+        const uint32_t bound = n < n_all ? key[size_t(*std::max_element(ids.begin() + long(n), ids.end(), [&](int32_t a, int32_t b) {
+            return key[size_t(a)] < key[size_t(b)];
+        }))] : 0;
+        float above = 0.0f;  // weight of the groups walked so far
+        uint32_t last_kept = key[size_t(ids[0])];
+        for (size_t i = 0; i < n;) {
+            const uint32_t k = key[size_t(ids[i])];
+            if (n < n_all && k <= bound) break;  // this group may continue past n
+            if (above >= limit) return last_kept;
+            last_kept = k;
+            float group = 0.0f;
+            for (; i < n && key[size_t(ids[i])] == k; i++) group += w[size_t(ids[i])];
+            above += group;
+        }
+        if (n == n_all) return last_kept;
+    }
+}
+
+}  // namespace
+
+int32_t sample_row(std::span<const float> logits, const SamplingRow& p) {
+    const int32_t V = int32_t(logits.size());
+    if (V <= 0) return 0;
+    if (!(p.temperature > 0.0f)) {
+        int32_t best = 0;
+        for (int32_t i = 1; i < V; i++)
+            if (logits[size_t(i)] > logits[size_t(best)]) best = i;
+        return best;
+    }
+    const float inv_t = 1.0f / p.temperature;
+    std::vector<uint32_t> key(static_cast<size_t>(V));
+    float m = -std::numeric_limits<float>::infinity();
+    for (int32_t i = 0; i < V; i++) {
+        const float s = logits[size_t(i)] * inv_t;
+        key[size_t(i)] = float_order_key(s);
+        m = std::max(m, s);
+    }
+    uint32_t tau = 0;
+    if (p.top_k > 0 && p.top_k < V) {  // the k-th largest key
+        std::vector<uint32_t> sorted = key;
+        std::nth_element(sorted.begin(), sorted.begin() + (p.top_k - 1), sorted.end(), std::greater<uint32_t>());
+        tau = sorted[size_t(p.top_k - 1)];
+    }
+    std::vector<float> w(static_cast<size_t>(V), 0.0f);
+    for (int32_t i = 0; i < V; i++)
+        if (key[size_t(i)] >= tau) w[size_t(i)] = std::exp(logits[size_t(i)] * inv_t - m);
+    if (p.top_p < 1.0f) {
+        float z = 0.0f;
+        for (float v : w) z += v;
+        tau = std::max(tau, top_p_key(key, w, tau, p.top_p * z));
+    }
+    if (p.min_p > 0.0f) tau = std::max(tau, float_order_key(m + std::log(p.min_p)));
+
+    float total = 0.0f;
+    int32_t last = 0;
+    for (int32_t i = 0; i < V; i++)
+        if (key[size_t(i)] >= tau) total += w[size_t(i)], last = i;
+    const float target = sampling_uniform(p.seed, p.counter) * total;
+    float run = 0.0f;
+    for (int32_t i = 0; i < V; i++) {
+        if (key[size_t(i)] < tau) continue;
+        run += w[size_t(i)];
+        if (run > target) return i;
+    }
+    return last;
+}
+
+}  // namespace osprey::backend

@@ -1,0 +1,69 @@
+// Token sampling, defined once for every backend (Backend::sample_rows) and the engine's host sampler, so a request
+// draws the same way wherever its row is sampled. Host and device code (the CUDA kernel includes this header).
+//
+// For a row of logits l over V tokens with temperature T > 0, s_i = l_i * (1 / T), m = max s, w_i = exp(s_i - m):
+//   top-k  keeps i iff fewer than k tokens have s_j > s_i                       (ties with the k-th all kept)
+//   top-p  keeps i iff the weight of top-k-kept tokens with s_j > s_i is below top_p * (their total weight)
+//   min-p  keeps i iff s_i >= m + ln(min_p)                                    (p_i >= min_p * p_max)
+// Each rule keeps every token at or above a threshold, so the kept set is {s_i >= tau}. The draw u in [0, 1) comes
+// from (seed, counter) alone; the token is the first id (ascending) at which the running weight of kept tokens
+// exceeds u * (their total weight). T <= 0 is greedy: the first maximum of l.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define OSP_HOST_DEVICE __host__ __device__
+#else
+#define OSP_HOST_DEVICE
+#endif
+
+namespace osprey::backend {
+
+// One row's parameters; sample_rows reads an array of them ([R, 8] of I32 on the device).
+struct SamplingRow {
+    float temperature = 0.0f;  // <= 0: greedy
+    int32_t top_k = 0;         // <= 0: off
+    float top_p = 1.0f;        // >= 1: off
+    float min_p = 0.0f;        // <= 0: off
+    uint64_t seed = 0;         // the sequence's random stream
+    uint64_t counter = 0;      // the draw's index in it (tokens generated so far)
+};
+static_assert(sizeof(SamplingRow) == 32, "SamplingRow is uploaded as 8 int32 per row");
+
+OSP_HOST_DEVICE inline uint64_t splitmix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+// The uniform draw of (seed, counter), a multiple of 2^-24 in [0, 1).
+OSP_HOST_DEVICE inline float sampling_uniform(uint64_t seed, uint64_t counter) {
+    return float(splitmix64(seed ^ splitmix64(counter)) >> 40) * (1.0f / 16777216.0f);
+}
+
+// Order-preserving map of a float to an unsigned key (larger float, larger key; -0 below +0; no NaN expected).
+OSP_HOST_DEVICE inline uint32_t float_order_key(float f) {
+    uint32_t u;
+    static_assert(sizeof(u) == sizeof(f));
+#if defined(__CUDA_ARCH__)
+    u = __float_as_uint(f);
+#else
+    __builtin_memcpy(&u, &f, 4);
+#endif
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+}  // namespace osprey::backend
+
+#if !defined(__CUDACC__)
+#include <span>
+
+namespace osprey::backend {
+
+// The reference: the token sample_rows picks for one row (see the definition above).
+int32_t sample_row(std::span<const float> logits, const SamplingRow& p);
+
+}  // namespace osprey::backend
+#endif
