@@ -13,7 +13,7 @@ namespace {
 // The key of the top-p threshold: the smallest key whose tokens are kept, i.e. of the last group of equal keys
 // (in descending order, among tokens with key >= floor) whose strictly-greater weight is below `limit`.
 // Sorts only as many of the largest keys as the walk needs (256, then 4x more).
-uint32_t top_p_key(const std::vector<uint32_t>& key, const std::vector<float>& w, uint32_t floor, float limit) {
+uint32_t top_p_key(const std::vector<uint32_t>& key, const std::vector<float>& w, uint32_t floor, double limit) {
     std::vector<int32_t> ids;
     for (int32_t i = 0; i < int32_t(key.size()); i++)
         if (key[size_t(i)] >= floor) ids.push_back(i);
@@ -25,14 +25,14 @@ uint32_t top_p_key(const std::vector<uint32_t>& key, const std::vector<float>& w
         const uint32_t bound = n < n_all ? key[size_t(*std::max_element(ids.begin() + long(n), ids.end(), [&](int32_t a, int32_t b) {
             return key[size_t(a)] < key[size_t(b)];
         }))] : 0;
-        float above = 0.0f;  // weight of the groups walked so far
+        double above = 0.0;  // weight of the groups walked so far
         uint32_t last_kept = key[size_t(ids[0])];
         for (size_t i = 0; i < n;) {
             const uint32_t k = key[size_t(ids[i])];
             if (n < n_all && k <= bound) break;  // this group may continue past n
             if (above >= limit) return last_kept;
             last_kept = k;
-            float group = 0.0f;
+            double group = 0.0;
             for (; i < n && key[size_t(ids[i])] == k; i++) group += w[size_t(ids[i])];
             above += group;
         }
@@ -69,18 +69,18 @@ int32_t sample_row(std::span<const float> logits, const SamplingRow& p) {
     for (int32_t i = 0; i < V; i++)
         if (key[size_t(i)] >= tau) w[size_t(i)] = std::exp(logits[size_t(i)] * inv_t - m);
     if (p.top_p < 1.0f) {
-        float z = 0.0f;
+        double z = 0.0;
         for (float v : w) z += v;
-        tau = std::max(tau, top_p_key(key, w, tau, p.top_p * z));
+        tau = std::max(tau, top_p_key(key, w, tau, double(p.top_p) * z));
     }
     if (p.min_p > 0.0f) tau = std::max(tau, float_order_key(m + std::log(p.min_p)));
 
-    float total = 0.0f;
+    double total = 0.0;  // sums in double: with 10^5 terms a float running sum drifts by more than a token's weight
     int32_t last = 0;
     for (int32_t i = 0; i < V; i++)
         if (key[size_t(i)] >= tau) total += w[size_t(i)], last = i;
-    const float target = sampling_uniform(p.seed, p.counter) * total;
-    float run = 0.0f;
+    const double target = double(sampling_uniform(p.seed, p.counter)) * total;
+    double run = 0.0;
     for (int32_t i = 0; i < V; i++) {
         if (key[size_t(i)] < tau) continue;
         run += w[size_t(i)];

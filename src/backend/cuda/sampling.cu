@@ -44,8 +44,9 @@ struct Max {
 __global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* ids, const float* logits, const SamplingRow* params,
                                                               int64_t V) {
     __shared__ float fscratch[32];
+    __shared__ double dscratch[32];
     __shared__ uint32_t uscratch[32];
-    __shared__ float chunk_sum[kThreads];
+    __shared__ double chunk_sum[kThreads];  // sums in double, as the reference: float drifts by more than a token
     const int64_t r = blockIdx.x;
     const float* l = logits + r * V;
     const SamplingRow p = params[r];
@@ -81,21 +82,21 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* ids, con
         return float_order_key(s) >= floor ? expf(s - m) : 0.0f;
     };
     if (p.top_p < 1.0f) {
-        float z = 0.0f;
+        double z = 0.0;
         for (int64_t i = t; i < V; i += kThreads) z += weight(i, tau);
-        const float limit = p.top_p * block_reduce(z, fscratch, Add{});
+        const double limit = double(p.top_p) * block_reduce(z, dscratch, Add{});
         // y = the largest key with weight strictly above it >= limit; tokens with key > y are kept.
         uint32_t y = 0;
         bool found = false;
         for (int bit = 31; bit >= 0; bit--) {
             const uint32_t c = y | (1u << bit);
-            float above = 0.0f;
+            double above = 0.0;
             for (int64_t i = t; i < V; i += kThreads) {
                 const float s = l[i] * inv_t;
                 const uint32_t k = float_order_key(s);
                 if (k >= tau && k > c) above += expf(s - m);
             }
-            if (block_reduce(above, fscratch, Add{}) >= limit) y = c, found = true;
+            if (block_reduce(above, dscratch, Add{}) >= limit) y = c, found = true;
         }
         if (found) tau = max(tau, y + 1);
     }
@@ -104,7 +105,7 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* ids, con
     // The draw: chunk sums in id order, scanned in thread order.
     const int64_t per = (V + kThreads - 1) / kThreads;
     const int64_t i0 = lmin(V, int64_t(t) * per), i1 = lmin(V, i0 + per);
-    float own = 0.0f;
+    double own = 0.0;
     uint32_t last = 0;
     for (int64_t i = i0; i < i1; i++) {
         const float s = l[i] * inv_t;
@@ -116,10 +117,10 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* ids, con
     const uint32_t last_kept = block_reduce(last, uscratch, Max{});  // 1 + the largest kept id
     __syncthreads();
     if (t == 0) {
-        float total = 0.0f;
+        double total = 0.0;
         for (int j = 0; j < kThreads; j++) total += chunk_sum[j];
-        const float target = sampling_uniform(p.seed, p.counter) * total;
-        float run = 0.0f;
+        const double target = double(sampling_uniform(p.seed, p.counter)) * total;
+        double run = 0.0;
         int64_t chosen = int64_t(last_kept) - 1;
         for (int j = 0; j < kThreads; j++) {
             if (run + chunk_sum[j] > target) {
