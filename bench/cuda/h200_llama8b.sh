@@ -52,6 +52,12 @@ if step eager; then  # the same decode without CUDA graphs: speed, and the same 
   if cmp -s "$OUT/osprey_decode.txt" "$OUT/osprey_decode_eager.txt"; then echo "graphs == eager text: yes"
   else echo "graphs == eager text: NO"; fi
 fi
+if step sample; then  # batch-1 decode drawing with temperature / top-p on the device (only the ids come back)
+  T=$C/wikitext-2-raw-test.txt
+  $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 512 -n 128 --ignore-eos --no-bos --temperature 0.8 \
+    --top-p 0.95 --seed 1 > "$OUT/osprey_sample.txt" 2> "$OUT/osprey_sample.log"
+  echo "osprey sample (T 0.8, top-p 0.95) rc=$?: $(grep -E 'tokens/s' "$OUT/osprey_sample.log" | tail -1)"
+fi
 if step hf; then
   s=$(date +%s)
   PYTHONUNBUFFERED=1 python3 bench/cuda/transformers_compare.py --model "$M" --score /tmp/osprey_score.json \
@@ -88,6 +94,19 @@ if step batch128; then  # decode throughput with 128 concurrent sequences: 512-t
       --max-num-batched-tokens 8192 $flag --save-result "$OUT/offline_batch128_$mode.json" > "$OUT/offline_batch128_$mode.txt" 2>&1
     echo "batch128 $mode rc=$?"; grep -E "Output token|TPOT|Elapsed|Decode-only" "$OUT/offline_batch128_$mode.txt" | head -5
   done
+fi
+if step serve; then  # osprey serve on the GPU, osprey bench serve at 64 and 256 concurrent streams (1,024 in / 128 out)
+  $C/osprey serve -m "$M" --served-model-name llama8b --device ${SERVE_DEVICE:-cuda} --port 8011 --max-num-seqs 256 --max-num-batched-tokens 8192 \
+    > "$OUT/serve_log.txt" 2>&1 &
+  SP=$!
+  for i in $(seq 120); do curl -sf http://127.0.0.1:8011/health > /dev/null && break; sleep 1; done
+  for conc in 64 256; do
+    $C/osprey bench serve --base-url http://127.0.0.1:8011 --model llama8b --tokenizer "$M" --dataset random \
+      --random-input-len 1024 --random-output-len 128 --ignore-eos --num-prompts $((conc * 2)) --max-concurrency $conc \
+      --percentiles 50,99 --no-progress --save-result "$OUT/serve_$conc.json" > "$OUT/serve_$conc.txt" 2>&1
+    echo "serve $conc rc=$?"; grep -E "throughput|TTFT|TPOT|Failed|Successful" "$OUT/serve_$conc.txt" | head -12
+  done
+  kill $SP; wait $SP
 fi
 if step profile128; then  # per-op GPU time of the batch-128 run (eager: the profiler times each op)
   OSPREY_CUDA_PROFILE=1 $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 \
