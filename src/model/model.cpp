@@ -287,6 +287,13 @@ void Model::reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows) 
     }
 }
 
+// v uploaded into b, as an I32 tensor of v.size() (an empty tensor for an empty v).
+Tensor Model::upload_i32(const backend::Buffer& b, const std::vector<int32_t>& v) {
+    if (v.empty()) return Tensor();
+    backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
+    return b.view(DType::I32, {int64_t(v.size())});
+}
+
 Model::StepTensors Model::upload_step(const StepInput& in) {
     Workspace& ws = *ws_;
     const int n_tokens = in.n_tokens();
@@ -296,29 +303,24 @@ Model::StepTensors Model::upload_step(const StepInput& in) {
     for (const auto& t : in.block_tables) max_blocks = std::max(max_blocks, int(t.size()));
     reserve(n_tokens, n_seqs, max_blocks, n_logits);
 
-    auto put = [&](const backend::Buffer& b, const std::vector<int32_t>& v) {
-        if (v.empty()) return Tensor();
-        backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
-        return b.view(DType::I32, {int64_t(v.size())});
-    };
     StepTensors st;
     backend::AttentionBatch& batch = st.batch;
     batch.n_seqs = n_seqs;
     batch.n_tokens = n_tokens;
     batch.max_blocks_per_seq = max_blocks;
     batch.max_seq_len = n_seqs ? *std::max_element(in.seq_lens.begin(), in.seq_lens.end()) : 0;
-    batch.query_start = put(ws.query_start, in.query_start);
-    batch.seq_lens = put(ws.seq_lens, in.seq_lens);
-    batch.positions = put(ws.positions, in.positions);
-    batch.slot_mapping = put(ws.slots, in.slot_mapping);
+    batch.query_start = upload_i32(ws.query_start, in.query_start);
+    batch.seq_lens = upload_i32(ws.seq_lens, in.seq_lens);
+    batch.positions = upload_i32(ws.positions, in.positions);
+    batch.slot_mapping = upload_i32(ws.slots, in.slot_mapping);
     ws.host_tables.assign(size_t(n_seqs) * size_t(max_blocks), 0);
     for (int s = 0; s < n_seqs; s++)
         std::copy(in.block_tables[size_t(s)].begin(), in.block_tables[size_t(s)].end(),
                   ws.host_tables.begin() + long(s) * max_blocks);
     backend_.copy_from_host(ws.block_tables.data(), ws.host_tables.data(), ws.host_tables.size() * 4);
     batch.block_tables = ws.block_tables.view(DType::I32, {n_seqs, max_blocks});
-    st.ids = put(ws.ids, in.tokens);
-    st.logit_rows = put(ws.logit_rows, in.logit_rows);
+    st.ids = upload_i32(ws.ids, in.tokens);
+    st.logit_rows = upload_i32(ws.logit_rows, in.logit_rows);
     st.n_logits = n_logits;
     return st;
 }
@@ -338,10 +340,6 @@ Model::StepTensors Model::upload_padded_decode(const StepInput& in, int batch, i
         std::copy(src.begin(), src.begin() + n, host.begin());
         return host;
     };
-    auto put = [&](const backend::Buffer& b, const std::vector<int32_t>& v) {
-        backend_.copy_from_host(b.data(), v.data(), v.size() * 4);
-        return b.view(DType::I32, {int64_t(v.size())});
-    };
     StepTensors st;
     backend::AttentionBatch& b = st.batch;
     b.n_seqs = batch;
@@ -352,18 +350,18 @@ Model::StepTensors Model::upload_padded_decode(const StepInput& in, int batch, i
     ws.host_rows.resize(size_t(batch));
     for (int i = 0; i <= batch; i++) ws.host_starts[size_t(i)] = i;
     for (int i = 0; i < batch; i++) ws.host_rows[size_t(i)] = i;
-    b.query_start = put(ws.query_start, ws.host_starts);
-    b.seq_lens = put(ws.seq_lens, padded(ws.host_lens, in.seq_lens, 1));
-    b.positions = put(ws.positions, padded(ws.host_positions, in.positions, 0));
-    b.slot_mapping = put(ws.slots, padded(ws.host_slots, in.slot_mapping, -1));
+    b.query_start = upload_i32(ws.query_start, ws.host_starts);
+    b.seq_lens = upload_i32(ws.seq_lens, padded(ws.host_lens, in.seq_lens, 1));
+    b.positions = upload_i32(ws.positions, padded(ws.host_positions, in.positions, 0));
+    b.slot_mapping = upload_i32(ws.slots, padded(ws.host_slots, in.slot_mapping, -1));
     ws.host_tables.assign(size_t(batch) * size_t(stride), 0);
     for (int s = 0; s < n; s++)
         std::copy(in.block_tables[size_t(s)].begin(), in.block_tables[size_t(s)].end(),
                   ws.host_tables.begin() + long(s) * stride);
     backend_.copy_from_host(ws.block_tables.data(), ws.host_tables.data(), ws.host_tables.size() * 4);
     b.block_tables = ws.block_tables.view(DType::I32, {batch, stride});
-    st.ids = put(ws.ids, padded(ws.host_ids, in.tokens, 0));
-    st.logit_rows = put(ws.logit_rows, ws.host_rows);
+    st.ids = upload_i32(ws.ids, padded(ws.host_ids, in.tokens, 0));
+    st.logit_rows = upload_i32(ws.logit_rows, ws.host_rows);
     st.n_logits = batch;
     return st;
 }

@@ -1,5 +1,5 @@
-// Internals shared by the paged-attention kernel files (attention.cu, attention_decode.cu,
-// attention_prefill.cu): visibility and split rules, 16-byte KV row staging, and the launchers' declarations.
+// Internals shared by the paged-attention kernel files (attention.cu, attention_decode*.cu, attention_prefill*.cu):
+// visibility and split rules, 16-byte KV row staging, the prefill grid, and the launchers' declarations.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -148,5 +148,47 @@ void launch_prefill_tiles(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStrea
 // The tensor-core kernel (attention_prefill_mma.cu): f16 pools with head_dim a multiple of 8 and 16-byte aligned
 // rows; returns false, launching nothing, for other batches.
 bool launch_prefill_mma(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_t stream);
+
+// ---------------------------------------------------------------- prefill grid
+
+// The prefill kernels' grid: tiles of kRowsPerTile rows (row i * group + g = query token i, query head g of the KV
+// head). Sequence s owns the tile slots [prefill_tile_base(s), prefill_tile_base(s + 1)), enough for its
+// ceil(n_q * group / kRowsPerTile) tiles; the slots left over exit at once.
+template <int kRowsPerTile>
+__host__ __device__ __forceinline__ int64_t prefill_tile_base(const int32_t* query_start, int s, int group) {
+    return (int64_t(query_start[s]) * group + kRowsPerTile - 1) / kRowsPerTile + s;
+}
+template <int kRowsPerTile>
+inline int64_t prefill_tile_slots(const PagedAttentionArgs& a) {
+    return (int64_t(a.n_tokens) * (a.n_heads / a.n_kv_heads) + kRowsPerTile - 1) / kRowsPerTile + a.n_seqs;
+}
+
+struct PrefillTile {
+    int s, t0;       // the sequence and its first token row
+    int r0, n_rows;  // the tile's first row and row count
+};
+
+// The tile of slot b (the last sequence whose first slot is <= b, found by binary search; its longest rows, i.e.
+// latest tokens, first). False for a slot without a tile: past the sequence's tiles, or a one-token sequence
+// (the decode kernel serves those).
+template <int kRowsPerTile>
+__device__ __forceinline__ bool prefill_tile_of(const PagedAttentionArgs& a, int64_t b, int group, PrefillTile& t) {
+    int lo = 0, hi = a.n_seqs - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (prefill_tile_base<kRowsPerTile>(a.query_start, mid, group) <= b) lo = mid;
+        else hi = mid - 1;
+    }
+    t.s = lo;
+    t.t0 = a.query_start[lo];
+    const int n_q = a.query_start[lo + 1] - t.t0;
+    if (n_q < 2) return false;
+    const int n_rows_all = n_q * group, n_tiles = (n_rows_all + kRowsPerTile - 1) / kRowsPerTile;
+    const int64_t local = b - prefill_tile_base<kRowsPerTile>(a.query_start, lo, group);
+    if (local >= n_tiles) return false;
+    t.r0 = (n_tiles - 1 - int(local)) * kRowsPerTile;
+    t.n_rows = min(kRowsPerTile, n_rows_all - t.r0);
+    return true;
+}
 
 }  // namespace osprey::backend::cuda::attn

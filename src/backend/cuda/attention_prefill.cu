@@ -2,9 +2,9 @@
 // tensor-core kernel (attention_prefill_mma.cu) does not apply: f32 pools, head sizes not a multiple of 8.
 // Rows: the query rows of a sequence for one KV head are (token i, query head g of that KV head), row i * group + g.
 // Grid (tile slots, n_kv_heads), 256 threads as 16 x 16 (ty, tx). Sequence s owns the tile slots
-// [tile_base(s), tile_base(s + 1)) with tile_base(s) = ceil(query_start[s] * group / 64) + s, enough for its
-// ceil(n_q * group / 64) tiles (the rest of its slots exit at once), so a block finds its sequence by a binary
-// search and the host needs no per-sequence counts. A block holds 64 rows' queries (times scale) in shared
+// [prefill_tile_base(s), prefill_tile_base(s + 1)) = [ceil(query_start[s] * group / 64) + s, ...), enough for its
+// ceil(n_q * group / 64) tiles (the rest exit at once), so a block finds its sequence by a binary search and the
+// host needs no per-sequence counts (prefill_tile_of, attention_common.cuh). A block holds 64 rows' queries (times scale) in shared
 // memory and walks key tiles of 64 keys at key indices aligned to multiples of 64, from the tile containing the
 // smallest first visible key of its rows to their largest position. Per key tile: K staged (f32) through the
 // block table, thread (ty, tx) scores rows 4ty..4ty+3 against keys tx + 16j (j < 4), an online softmax per row
@@ -74,28 +74,14 @@ __device__ __forceinline__ void stage_tile(float* dst, const KV* pool, const int
     }
 }
 
-__device__ __forceinline__ int64_t tile_base(const int32_t* query_start, int s, int group) {
-    return (int64_t(query_start[s]) * group + kTile - 1) / kTile + s;
-}
 
 template <typename KV, int HDP>
 __global__ void __launch_bounds__(kThreads, HDP <= 128 ? 2 : 1) prefill_tile_kernel(PagedAttentionArgs a, bool vec_ok) {
     using Sh = PrefillShape<KV, HDP>;
     const int group = a.n_heads / a.n_kv_heads, kvh = int(blockIdx.y);
-    const int64_t b = blockIdx.x;
-    int lo = 0, hi = a.n_seqs - 1;  // the last sequence whose first slot is <= b
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (tile_base(a.query_start, mid, group) <= b) lo = mid;
-        else hi = mid - 1;
-    }
-    const int s = lo, t0 = a.query_start[s], n_q = a.query_start[s + 1] - t0;
-    if (n_q < 2) return;
-    const int n_rows_all = n_q * group, n_tiles = (n_rows_all + kTile - 1) / kTile;
-    const int64_t local = b - tile_base(a.query_start, s, group);
-    if (local >= n_tiles) return;
-    const int tile = n_tiles - 1 - int(local);  // the longest rows (latest tokens) first
-    const int r0 = tile * kTile, n_rows = min(kTile, n_rows_all - r0);
+    PrefillTile pt;
+    if (!prefill_tile_of<kTile>(a, blockIdx.x, group, pt)) return;
+    const int s = pt.s, t0 = pt.t0, r0 = pt.r0, n_rows = pt.n_rows;
     const int hd = a.head_dim, tid = int(threadIdx.x), ty = tid >> 4, tx = tid & 15;
 
     extern __shared__ __align__(16) float smem[];
@@ -249,8 +235,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 128 ? 2 : 1) prefill_tile_ker
 template <typename KV, int HDP>
 void launch_hdp(const PagedAttentionArgs& a, bool vec_ok, cudaStream_t stream) {
     using Sh = PrefillShape<KV, HDP>;
-    const int group = a.n_heads / a.n_kv_heads;
-    const int64_t slots = (int64_t(a.n_tokens) * group + kTile - 1) / kTile + a.n_seqs;
+    const int64_t slots = prefill_tile_slots<kTile>(a);
     const dim3 grid(unsigned(slots), unsigned(a.n_kv_heads));
     const auto kernel = prefill_tile_kernel<KV, HDP>;
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem));

@@ -16,6 +16,7 @@
 #include <climits>
 
 #include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/mma_ptx.cuh"
 
 namespace osprey::backend::cuda::attn {
 
@@ -35,38 +36,6 @@ struct MmaShape {
     static constexpr size_t smem = size_t(kRows + 4 * KC) * ST * sizeof(__half);
 };
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, asynchronously; zero-filled when !valid (src is then not read).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-// c[16x8] += a[16x16] b[16x8], f16 inputs, f32 accumulators.
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi, float& sum) {
     const __half2 h = __floats2half2_rn(lo, hi);
@@ -75,29 +44,14 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi, float& sum) {
     return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-__device__ __forceinline__ int64_t mma_tile_base(const int32_t* query_start, int s, int group) {
-    return (int64_t(query_start[s]) * group + kRows - 1) / kRows + s;
-}
-
 template <int HDP>
 __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttentionArgs a) {
     using Sh = MmaShape<HDP>;
     constexpr int KC = Sh::KC, ST = Sh::ST;
     const int group = a.n_heads / a.n_kv_heads, kvh = int(blockIdx.y);
-    const int64_t b = blockIdx.x;
-    int lo = 0, hi = a.n_seqs - 1;  // the last sequence whose first slot is <= b
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (mma_tile_base(a.query_start, mid, group) <= b) lo = mid;
-        else hi = mid - 1;
-    }
-    const int s = lo, t0 = a.query_start[s], n_q = a.query_start[s + 1] - t0;
-    if (n_q < 2) return;
-    const int n_rows_all = n_q * group, n_tiles = (n_rows_all + kRows - 1) / kRows;
-    const int64_t local = b - mma_tile_base(a.query_start, s, group);
-    if (local >= n_tiles) return;
-    const int tile = n_tiles - 1 - int(local);  // the longest rows (latest tokens) first
-    const int r0 = tile * kRows, n_rows = min(kRows, n_rows_all - r0);
+    PrefillTile pt;
+    if (!prefill_tile_of<kRows>(a, blockIdx.x, group, pt)) return;
+    const int s = pt.s, t0 = pt.t0, r0 = pt.r0, n_rows = pt.n_rows;
     const int hd = a.head_dim, tid = int(threadIdx.x), warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
 
@@ -287,8 +241,7 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
 template <int HDP>
 void launch_mma_hdp(const PagedAttentionArgs& a, cudaStream_t stream) {
     using Sh = MmaShape<HDP>;
-    const int group = a.n_heads / a.n_kv_heads;
-    const int64_t slots = (int64_t(a.n_tokens) * group + kRows - 1) / kRows + a.n_seqs;
+    const int64_t slots = prefill_tile_slots<kRows>(a);
     const dim3 grid(unsigned(slots), unsigned(a.n_kv_heads));
     const auto kernel = prefill_mma_kernel<HDP>;
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem));
