@@ -52,7 +52,10 @@ int32_t sample_row(std::span<const float> logits, const SamplingRow& p) {
         return best;
     }
     const float inv_t = 1.0f / p.temperature;
-    std::vector<uint32_t> key(static_cast<size_t>(V));
+    // Per-thread scratch: this runs once per sampled token, so no vocabulary-sized allocations per call.
+    thread_local std::vector<uint32_t> key, sorted;
+    thread_local std::vector<float> w;
+    key.resize(size_t(V));
     float m = -std::numeric_limits<float>::infinity();
     for (int32_t i = 0; i < V; i++) {
         const float s = logits[size_t(i)] * inv_t;
@@ -61,11 +64,11 @@ int32_t sample_row(std::span<const float> logits, const SamplingRow& p) {
     }
     uint32_t tau = 0;
     if (p.top_k > 0 && p.top_k < V) {  // the k-th largest key
-        std::vector<uint32_t> sorted = key;
+        sorted.assign(key.begin(), key.end());
         std::nth_element(sorted.begin(), sorted.begin() + (p.top_k - 1), sorted.end(), std::greater<uint32_t>());
         tau = sorted[size_t(p.top_k - 1)];
     }
-    std::vector<float> w(static_cast<size_t>(V), 0.0f);
+    w.assign(size_t(V), 0.0f);
     for (int32_t i = 0; i < V; i++)
         if (key[size_t(i)] >= tau) w[size_t(i)] = std::exp(logits[size_t(i)] * inv_t - m);
     if (p.top_p < 1.0f) {

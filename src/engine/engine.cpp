@@ -101,6 +101,7 @@ struct Engine::Impl {
     backend::Buffer sampled_ids;     // ids drawn on the device [n_rows]
     backend::Buffer row_params;      // their SamplingRows [n_rows]
     std::vector<backend::SamplingRow> device_rows;
+    std::vector<char> row_on_device;  // per sampled row: drawn by the backend (else on the host)
     std::vector<int32_t> host_ids;
     std::mt19937_64 seed_source{std::random_device{}()};
     std::thread thread;
@@ -491,19 +492,18 @@ void Engine::Impl::step() {
     // path a row takes depends only on its own request, and both draw the same token (Sampler::device_row).
     backend::Backend& be = model.backend();
     device_rows.assign(size_t(n_rows), backend::SamplingRow{});
+    row_on_device.assign(size_t(n_rows), 0);
     bool any_device = false, any_host = false;
     {
         int row = 0;
         for (const ScheduledSeq& s : plan.seqs) {
             if (!s.sample) continue;
             const Sequence* seq = s.seq;
-            if (!seq->fork_pending && seq->request->request.params.device_samplable()) {
-                device_rows[size_t(row)] = seq->sampler->device_row(uint64_t(seq->n_output()));
-                any_device = true;
-            } else {
-                any_host = true;
-            }
-            row++;
+            const bool on_device = !seq->fork_pending && seq->request->request.params.device_samplable();
+            if (on_device) device_rows[size_t(row)] = seq->sampler->device_row(uint64_t(seq->n_output()));
+            row_on_device[size_t(row++)] = on_device;
+            any_device = any_device || on_device;
+            any_host = any_host || !on_device;
         }
     }
     if (any_device) {
@@ -525,7 +525,7 @@ void Engine::Impl::step() {
         if (!s.sample) continue;
         Sequence* seq = s.seq;
         const int r = row++;
-        if (!seq->fork_pending && seq->request->request.params.device_samplable()) {
+        if (row_on_device[size_t(r)]) {
             SampledToken tok;
             tok.token = host_ids[size_t(r)];
             emit(seq, tok);

@@ -83,11 +83,14 @@ GenerationStats Generator::generate(std::span<const int32_t> prompt, const Sampl
     for (;;) {
         SampledToken tok;
         if (on_device) {  // only the id comes back
-            const backend::SamplingRow row = sampler.device_row(uint64_t(stats.n_generated));
-            be.copy_from_host(device_row_.data(), &row, sizeof(row));
             const Tensor id(device_id_.data(), DType::I32, {1}, be.device());
-            if (params.greedy()) be.argmax_rows(id, logits);
-            else be.sample_rows(id, logits, device_row_.view(DType::I32, {1, 8}));
+            if (params.greedy()) {
+                be.argmax_rows(id, logits);
+            } else {
+                const backend::SamplingRow row = sampler.device_row(uint64_t(stats.n_generated));
+                be.copy_from_host(device_row_.data(), &row, sizeof(row));
+                be.sample_rows(id, logits, device_row_.view(DType::I32, {1, 8}));
+            }
             be.copy_to_host(&tok.token, device_id_.data(), 4);
         } else {
             model_.backend().copy_to_host(host_logits_.data(), logits.data, host_logits_.size() * 4);

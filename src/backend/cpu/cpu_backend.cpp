@@ -175,14 +175,8 @@ class CpuBackend final : public Backend {
 
     void argmax_rows(Tensor ids, const Tensor& logits) override {
         const int64_t R = logits.rows(), V = logits.cols();
-        for (int64_t r = 0; r < R; r++) {
-            const float* l = logits.as<float>() + r * V;
-            float best = -std::numeric_limits<float>::infinity();
-            int32_t chosen = 0;  // the first maximum, as the engine's Sampler picks it
-            for (int64_t v = 0; v < V; v++)
-                if (l[v] > best) best = l[v], chosen = int32_t(v);
-            ids.as<int32_t>()[r] = chosen;
-        }
+        for (int64_t r = 0; r < R; r++)  // greedy sampling: the first maximum
+            ids.as<int32_t>()[r] = sample_row(std::span<const float>(logits.as<float>() + r * V, size_t(V)), {});
     }
 
     void sample_rows(Tensor ids, const Tensor& logits, const Tensor& params) override {

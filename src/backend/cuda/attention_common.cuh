@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cstdint>
 
 #include "backend/cuda/attention.cuh"
@@ -135,6 +136,33 @@ struct DecodePartials {
     DecodeSplitRule rule = kDecodeRuleMma;
 };
 
+// The end of a decode split block: each of its kWarpsN warps left, per query row r < n_rows, its online-softmax
+// state in shared memory — wml[(w * kRowsPerWarp + r) * 2 + {0, 1}] = (max, sum), wo[(w * kRowsPerWarp + r) * HDP
+// + e] = weighted V — and the block's threads (tid of n_threads) merge them in warp order into the split's partial
+// for query heads h0 + r of sequence s. The caller synchronizes the block first.
+template <int kWarpsN, int kRowsPerWarp, int HDP>
+__device__ __forceinline__ void merge_warp_states(const float* wml, const float* wo, int n_rows, int hd, int tid,
+                                                  int n_threads, const PagedAttentionArgs& a,
+                                                  const DecodePartials& part, int s, int h0, int split) {
+    for (int idx = tid; idx < n_rows * hd; idx += n_threads) {
+        const int r = idx / hd, e = idx % hd;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarpsN; w++) mx = fmaxf(mx, wml[(w * kRowsPerWarp + r) * 2]);
+        float o = 0.0f, sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarpsN; w++) {
+            const float mw = wml[(w * kRowsPerWarp + r) * 2];
+            const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);  // a warp that saw no key weighs nothing
+            o = fmaf(wo[(w * kRowsPerWarp + r) * HDP + e], f, o);
+            sum = fmaf(wml[(w * kRowsPerWarp + r) * 2 + 1], f, sum);
+        }
+        const int64_t base = (int64_t(s) * a.n_heads + h0 + r) * part.n_split_max + split;
+        part.o[base * hd + e] = o;
+        if (e == 0) part.ml[base * 2] = mx, part.ml[base * 2 + 1] = sum;
+    }
+}
+
 // Sequences with exactly one query token: the split kernel, then the merge kernel (attention.cu).
 void launch_decode_splits(const PagedAttentionArgs& a, const DecodePartials& part, bool kv_vec_ok,
                           cudaStream_t stream);
@@ -189,6 +217,22 @@ __device__ __forceinline__ bool prefill_tile_of(const PagedAttentionArgs& a, int
     t.r0 = (n_tiles - 1 - int(local)) * kRowsPerTile;
     t.n_rows = min(kRowsPerTile, n_rows_all - t.r0);
     return true;
+}
+
+// Thread tid < kRowsPerTile fills row tid of the tile: its query's position and first visible key (rows past the
+// tile's rows see no key). The caller synchronizes the block before reading them.
+template <int kRowsPerTile>
+__device__ __forceinline__ void load_row_windows(int* row_pos, int* row_first, int tid, const PagedAttentionArgs& a,
+                                                 const PrefillTile& t, int group) {
+    if (tid >= kRowsPerTile) return;
+    if (tid < t.n_rows) {
+        const int pos = a.positions[t.t0 + (t.r0 + tid) / group];
+        row_pos[tid] = pos;
+        row_first[tid] = first_visible(pos, a.window);
+    } else {
+        row_pos[tid] = -1;
+        row_first[tid] = INT_MAX;
+    }
 }
 
 }  // namespace osprey::backend::cuda::attn

@@ -191,23 +191,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_kernel(PagedAttentio
                 wo[(warp * kRows + r) * HDP + i * 32 * Sh::CW + lane * Sh::CW + u] = acc[r][i * Sh::CW + u];
     }
     __syncthreads();
-    for (int idx = int(threadIdx.x); idx < n_rows * hd; idx += kWarps * 32) {
-        const int r = idx / hd, e = idx % hd;
-        float mx = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, wml[(w * kRows + r) * 2]);
-        float o = 0.0f, sum = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWarps; w++) {
-            const float mw = wml[(w * kRows + r) * 2];
-            const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);  // a warp that saw no key weighs nothing
-            o = fmaf(wo[(w * kRows + r) * HDP + e], f, o);
-            sum = fmaf(wml[(w * kRows + r) * 2 + 1], f, sum);
-        }
-        const int64_t base = (int64_t(s) * a.n_heads + h0 + r) * part.n_split_max + split;
-        part.o[base * hd + e] = o;
-        if (e == 0) part.ml[base * 2] = mx, part.ml[base * 2 + 1] = sum;
-    }
+    merge_warp_states<kWarps, kRows, HDP>(wml, wo, n_rows, hd, int(threadIdx.x), kWarps * 32, a, part, s, h0, split);
 }
 
 template <typename KV, int HDP>

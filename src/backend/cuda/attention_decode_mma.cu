@@ -251,23 +251,7 @@ __global__ void __launch_bounds__(kThreads) decode_mma_kernel(PagedAttentionArgs
                 make_float2(o[n][2 * h], o[n][2 * h + 1]);
     }
     __syncthreads();
-    for (int idx = tid; idx < n_rows * hd; idx += kThreads) {
-        const int r = idx / hd, e = idx % hd;
-        float mx = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, wml[(w * kRowsMma + r) * 2]);
-        float ov = 0.0f, sum = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWarps; w++) {
-            const float mw = wml[(w * kRowsMma + r) * 2];
-            const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);  // a warp that saw no key weighs nothing
-            ov = fmaf(wo[(w * kRowsMma + r) * HDP + e], f, ov);
-            sum = fmaf(wml[(w * kRowsMma + r) * 2 + 1], f, sum);
-        }
-        const int64_t base = (int64_t(s) * a.n_heads + h0 + r) * part.n_split_max + split;
-        part.o[base * hd + e] = ov;
-        if (e == 0) part.ml[base * 2] = mx, part.ml[base * 2 + 1] = sum;
-    }
+    merge_warp_states<kWarps, kRowsMma, HDP>(wml, wo, n_rows, hd, tid, kThreads, a, part, s, h0, split);
 }
 
 template <int HDP>

@@ -90,16 +90,7 @@ __global__ void __launch_bounds__(kThreads, HDP <= 128 ? 2 : 1) prefill_tile_ker
     float* ps = kvs + kTile * Sh::ST;      // [kTile][kPst]
     __shared__ int row_pos[kTile], row_first[kTile], slots[kTile];
 
-    if (tid < kTile) {
-        if (tid < n_rows) {
-            const int pos = a.positions[t0 + (r0 + tid) / group];
-            row_pos[tid] = pos;
-            row_first[tid] = first_visible(pos, a.window);
-        } else {
-            row_pos[tid] = -1;  // no key visible
-            row_first[tid] = INT_MAX;
-        }
-    }
+    load_row_windows<kTile>(row_pos, row_first, tid, a, pt, group);
     const float qmul = a.softcap > 0.0f ? a.scale : a.scale * kLog2e;
     for (int idx = tid; idx < kTile * HDP; idx += kThreads) {
         const int r = idx / HDP, d = idx % HDP;

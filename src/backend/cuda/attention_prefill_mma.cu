@@ -61,16 +61,7 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
     __half* vs = ks + 2 * KC * ST;                     // [2][KC][ST]
     __shared__ int row_pos[kRows], row_first[kRows];
 
-    if (tid < kRows) {
-        if (tid < n_rows) {
-            const int pos = a.positions[t0 + (r0 + tid) / group];
-            row_pos[tid] = pos;
-            row_first[tid] = first_visible(pos, a.window);
-        } else {
-            row_pos[tid] = -1;  // no key visible
-            row_first[tid] = INT_MAX;
-        }
-    }
+    load_row_windows<kRows>(row_pos, row_first, tid, a, pt, group);
     const float qmul = a.softcap > 0.0f ? a.scale : a.scale * kLog2e;
     constexpr int Q4 = HDP / 4;
     for (int idx = tid; idx < kRows * Q4; idx += kThreadsMma) {

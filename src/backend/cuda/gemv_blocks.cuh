@@ -84,6 +84,17 @@ __device__ __forceinline__ void bytes_to_floats(uint32_t w, float off, float* q)
 
 constexpr float kMagic = 8388608.0f;  // 2^23
 
+// The 6-bit scales and mins of a Q4_K block's sub-blocks 2j and 2j + 1 (GGUF's get_scale_min_k4), four sub-blocks
+// per word, byte (sub-block & 3): h holds the block's first 16 bytes (d, dmin, scales[12]); j is the 64-element chunk.
+__device__ __forceinline__ void q4k_scale_min_words(const uint4& h, int j, uint32_t& scw, uint32_t& mw) {
+    if (j < 2) {
+        scw = h.y & 0x3F3F3F3Fu, mw = h.z & 0x3F3F3F3Fu;
+    } else {
+        scw = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
+        mw = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
+    }
+}
+
 // Group g (elements [8g, 8g + 8)) of a tile of DT blocks in shared memory.
 template <DType DT>
 __device__ __forceinline__ void decode8(const uint32_t* t, int g, float (&q)[8], float& scale, float& bias) {
@@ -108,14 +119,9 @@ __device__ __forceinline__ void decode8(const uint32_t* t, int g, float (&q)[8],
         const int j = gb >> 3, hi = (gb >> 2) & 1, l0 = 8 * (gb & 3);  // 64-chunk, nibble half, byte in chunk
         const uint4 h = reinterpret_cast<const uint4*>(t)[off >> 4];    // d, dmin, scales[12]
         const uint2 v = reinterpret_cast<const uint2*>(t)[(off + 16 + 32 * j + l0) >> 3];
-        // 6-bit scale and min of sub-block 2j + hi (get_scale_min_k4), four sub-blocks per word.
+        // 6-bit scale and min of sub-block 2j + hi, four sub-blocks per word.
         uint32_t scw, mw;
-        if (j < 2) {
-            scw = h.y & 0x3F3F3F3Fu, mw = h.z & 0x3F3F3F3Fu;
-        } else {
-            scw = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
-            mw = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
-        }
+        q4k_scale_min_words(h, j, scw, mw);
         const uint32_t sel = 0x7650u | uint32_t((2 * j + hi) & 3);
         const float sc = __int_as_float(int(__byte_perm(scw, 0x4B000000u, sel))) - kMagic;
         const float m = __int_as_float(int(__byte_perm(mw, 0x4B000000u, sel))) - kMagic;

@@ -150,14 +150,9 @@ __device__ __forceinline__ void load_unit(const uint32_t* t, int u, IntUnit<DT>&
         const int sh = 4 * (sb & 1);  // sub-block 2j: low nibbles of qs[32j, 32j + 32); 2j + 1: high nibbles
 #pragma unroll
         for (int k = 0; k < 8; k++) w.n[k] = (qs[k] >> sh) & kLow4;
-        // 6-bit scale and min of sub-block sb (get_scale_min_k4), four sub-blocks per word.
+        // 6-bit scale and min of sub-block sb, four sub-blocks per word.
         uint32_t scw, mw;
-        if (j < 2) {
-            scw = h.y & 0x3F3F3F3Fu, mw = h.z & 0x3F3F3F3Fu;
-        } else {
-            scw = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
-            mw = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
-        }
+        q4k_scale_min_words(h, j, scw, mw);
         const int bsh = 8 * (sb & 3);
         w.scale[0] = h2f(uint16_t(h.x & 0xffffu)) * float((scw >> bsh) & 0xffu);
         w.bias = -(h2f(uint16_t(h.x >> 16)) * float((mw >> bsh) & 0xffu));

@@ -129,30 +129,43 @@ std::vector<double> attention_ref(const AttnCase& c, const HostBatch& b, float s
     return out;
 }
 
-std::vector<float> run_attention(Backend& be, const AttnCase& c, const HostBatch& b, float scale) {
-    const int64_t width = int64_t(c.n_heads) * c.head_dim;
-    DevTensor qs(be, DType::I32, {b.n_seqs + 1}, b.query_start.data());
-    DevTensor sl(be, DType::I32, {b.n_seqs}, b.seq_lens.data());
-    DevTensor bt(be, DType::I32, {b.n_seqs, b.max_blocks}, b.block_tables.data());
-    DevTensor ps(be, DType::I32, {b.n_tokens}, b.positions.data());
-    DevTensor q(be, DType::F32, {b.n_tokens, width}, b.q.data());
-    DevTensor kp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.k_bytes.data());
-    DevTensor vp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.v_bytes.data());
-    DevTensor out(be, DType::F32, {b.n_tokens, width});
+// A batch's tensors on a backend, ready for paged_attention.
+struct DeviceAttention {
+    DevTensor qs, sl, bt, ps, q, kp, vp, out;
     AttentionBatch batch;
-    batch.n_seqs = b.n_seqs;
-    batch.n_tokens = b.n_tokens;
-    batch.max_blocks_per_seq = b.max_blocks;
-    batch.max_seq_len = b.max_seq_len;
-    batch.query_start = qs.t;
-    batch.seq_lens = sl.t;
-    batch.block_tables = bt.t;
-    batch.positions = ps.t;
     AttentionParams p;
-    p.n_heads = c.n_heads, p.n_kv_heads = c.n_kv_heads, p.head_dim = c.head_dim;
-    p.scale = scale, p.window = c.window, p.softcap = c.softcap;
-    be.paged_attention(out.t, q.t, KvLayerView{kp.t, vp.t, c.block_size}, batch, p);
-    return fetch(out, "paged_attention " + c.name);
+
+    DeviceAttention(Backend& be, const AttnCase& c, const HostBatch& b, float scale)
+        : qs(be, DType::I32, {b.n_seqs + 1}, b.query_start.data()),
+          sl(be, DType::I32, {b.n_seqs}, b.seq_lens.data()),
+          bt(be, DType::I32, {b.n_seqs, b.max_blocks}, b.block_tables.data()),
+          ps(be, DType::I32, {b.n_tokens}, b.positions.data()),
+          q(be, DType::F32, {b.n_tokens, int64_t(c.n_heads) * c.head_dim}, b.q.data()),
+          kp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.k_bytes.data()),
+          vp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.v_bytes.data()),
+          out(be, DType::F32, {b.n_tokens, int64_t(c.n_heads) * c.head_dim}),
+          block_size_(c.block_size) {
+        batch.n_seqs = b.n_seqs;
+        batch.n_tokens = b.n_tokens;
+        batch.max_blocks_per_seq = b.max_blocks;
+        batch.max_seq_len = b.max_seq_len;
+        batch.query_start = qs.t;
+        batch.seq_lens = sl.t;
+        batch.block_tables = bt.t;
+        batch.positions = ps.t;
+        p.n_heads = c.n_heads, p.n_kv_heads = c.n_kv_heads, p.head_dim = c.head_dim;
+        p.scale = scale, p.window = c.window, p.softcap = c.softcap;
+    }
+    void run(Backend& be) { be.paged_attention(out.t, q.t, KvLayerView{kp.t, vp.t, block_size_}, batch, p); }
+
+  private:
+    int block_size_;
+};
+
+std::vector<float> run_attention(Backend& be, const AttnCase& c, const HostBatch& b, float scale) {
+    DeviceAttention d(be, c, b, scale);
+    d.run(be);
+    return fetch(d.out, "paged_attention " + c.name);
 }
 
 // The CUDA prefill (sequences of 2+ query tokens) runs its products on tensor cores with f16 inputs when the pool
@@ -420,27 +433,12 @@ TEST_F(BackendOps, DISABLED_PagedAttentionTiming) {
                    .head_dim = 128, .kv = DType::F16};
         const HostBatch b = make_batch(c, 3);
         Backend& be = gpu();
-        const int64_t width = int64_t(c.n_heads) * c.head_dim;
-        DevTensor qs(be, DType::I32, {b.n_seqs + 1}, b.query_start.data());
-        DevTensor sl(be, DType::I32, {b.n_seqs}, b.seq_lens.data());
-        DevTensor bt(be, DType::I32, {b.n_seqs, b.max_blocks}, b.block_tables.data());
-        DevTensor ps(be, DType::I32, {b.n_tokens}, b.positions.data());
-        DevTensor q(be, DType::F32, {b.n_tokens, width}, b.q.data());
-        DevTensor kp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.k_bytes.data());
-        DevTensor vp(be, c.kv, {b.n_blocks, c.block_size, c.n_kv_heads, c.head_dim}, b.v_bytes.data());
-        DevTensor out(be, DType::F32, {b.n_tokens, width});
-        AttentionBatch batch;
-        batch.n_seqs = b.n_seqs, batch.n_tokens = b.n_tokens, batch.max_blocks_per_seq = b.max_blocks;
-        batch.max_seq_len = b.max_seq_len, batch.query_start = qs.t, batch.seq_lens = sl.t;
-        batch.block_tables = bt.t, batch.positions = ps.t;
-        AttentionParams p;
-        p.n_heads = c.n_heads, p.n_kv_heads = c.n_kv_heads, p.head_dim = c.head_dim, p.scale = 0.088f;
-        for (int i = 0; i < 3; i++) be.paged_attention(out.t, q.t, KvLayerView{kp.t, vp.t, c.block_size}, batch, p);
+        DeviceAttention d(be, c, b, 0.088f);
+        for (int i = 0; i < 3; i++) d.run(be);
         be.synchronize();
         const int n_iter = b.n_tokens > 1000 ? 20 : 200;
         const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < n_iter; i++)
-            be.paged_attention(out.t, q.t, KvLayerView{kp.t, vp.t, c.block_size}, batch, p);
+        for (int i = 0; i < n_iter; i++) d.run(be);
         be.synchronize();
         const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
         // Attention FLOPs: 4 * n_heads * head_dim per visible (query, key) pair (Q K^T and P V).

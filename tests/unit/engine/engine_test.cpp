@@ -189,27 +189,36 @@ TEST(Engine, AbortFreesBlocksAndContextOverflowIsAnError) {
     }
 }
 
-// Plain greedy steps take the backend's argmax_rows (only ids come back); a greedy request that asks for logprobs
-// goes through the host Sampler. Both must pick the same tokens, alone and mixed in one batch.
-TEST(Engine, DeviceGreedyPathEqualsTheHostSampler) {
+// Rows without penalties or logprobs are drawn by the backend (sample_rows: only ids come back); a request that
+// asks for logprobs goes through the host Sampler. Both must pick the same tokens, alone and mixed in one batch,
+// greedy and with seeded temperature / top-k / top-p sampling.
+TEST(Engine, DeviceSamplingPathEqualsTheHostSampler) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
     Engine e(*L.m.model, *L.m.tokenizer, small_config());
-    std::vector<GenerationRequest> plain, with_logprobs;
-    for (size_t i = 0; i < 4; i++) {
-        plain.push_back(request("p" + std::to_string(i), kPrompts[i], 24));
-        GenerationRequest r = request("l" + std::to_string(i), kPrompts[i], 24);
-        r.params.n_logprobs = 0;  // forces the host path for every step this request is in
-        with_logprobs.push_back(r);
-    }
-    const std::vector<RequestOutput> a = run_concurrently(e, plain);
-    const std::vector<RequestOutput> b = run_concurrently(e, with_logprobs);
-    std::vector<GenerationRequest> mixed = {plain[0], with_logprobs[1], plain[2], with_logprobs[3]};
-    const std::vector<RequestOutput> c = run_concurrently(e, mixed);
-    for (size_t i = 0; i < 4; i++) {
-        EXPECT_EQ(a[i].token_ids, b[i].token_ids) << kPrompts[i];
-        EXPECT_EQ(a[i].token_ids, c[i].token_ids) << kPrompts[i];
-        EXPECT_EQ(a[i].token_ids.size(), 24u);
+    for (const bool greedy : {true, false}) {
+        SCOPED_TRACE(greedy ? "greedy" : "sampled");
+        std::vector<GenerationRequest> plain, with_logprobs;
+        for (size_t i = 0; i < 4; i++) {
+            GenerationRequest r = request("p" + std::to_string(i), kPrompts[i], 24);
+            if (!greedy) {
+                r.params.temperature = 0.8f, r.params.top_k = 40, r.params.top_p = 0.9f;
+                r.params.seed = 100 + i;
+            }
+            plain.push_back(r);
+            r.request_id = "l" + std::to_string(i);
+            r.params.n_logprobs = 0;  // forces the host path for every step this request is in
+            with_logprobs.push_back(r);
+        }
+        const std::vector<RequestOutput> a = run_concurrently(e, plain);
+        const std::vector<RequestOutput> b = run_concurrently(e, with_logprobs);
+        std::vector<GenerationRequest> mixed = {plain[0], with_logprobs[1], plain[2], with_logprobs[3]};
+        const std::vector<RequestOutput> c = run_concurrently(e, mixed);
+        for (size_t i = 0; i < 4; i++) {
+            EXPECT_EQ(a[i].token_ids, b[i].token_ids) << kPrompts[i];
+            EXPECT_EQ(a[i].token_ids, c[i].token_ids) << kPrompts[i];
+            EXPECT_EQ(a[i].token_ids.size(), 24u);
+        }
     }
 }
 
