@@ -2,18 +2,25 @@
 // query tokens, f16 pools with 16-byte aligned rows. Same rows, grid and tile slots as the SIMT kernel
 // (attention_prefill.cu): a block serves 64 rows (query token i, query head g of the KV head) = row i * group + g
 // of one sequence and KV head; 4 warps of 16 rows each.
-// Per block: Q (times scale, and log2(e) when there is no cap) rounded to f16 in shared memory; key tiles of KC
-// keys (64, or 32 at head_dim 256) at key indices aligned to multiples of KC, K and V rows copied from the paged
-// pool through the block table by cp.async into two buffers (the next tile loads while this one is computed).
+// Per block: Q (times scale, and log2(e) when there is no cap) as f16 head and tail in shared memory; key tiles of
+// KC keys at key indices aligned to multiples of KC (64; at head_dim 256 16, so that two blocks still fit an SM
+// beside the q tails, or 32 with OSPREY_CUDA_ATTN_PREFILL=f16), K and V rows copied from the paged pool through
+// the block table by cp.async into two buffers (the next tile loads while this one is computed).
 // Per warp and key tile: S = Q K^T (ldmatrix fragments), mask (first visible key <= j <= position) and cap in f32,
-// online softmax in f32 registers (each thread holds 2 rows; a row's 4 lanes agree on its max), P rounded to f16
-// and reused in registers as the A operand of O += P V (V fragments by ldmatrix.trans). The row sum adds the
-// f16-rounded weights, so the output is the weighted mean of V under exactly the weights the products used.
+// online softmax in f32 registers (each thread holds 2 rows; a row's 4 lanes agree on its max), P as f16 head and
+// tail reused in registers as the A operands of O += P V (V fragments by ldmatrix.trans). The row sum adds head +
+// tail of each weight, so the output is the weighted mean of V under exactly the weights the products used.
 // Batch invariance as in the SIMT kernel: a tile a row cannot see leaves its state exactly unchanged (a warp
 // none of whose rows sees the tile skips it, which is the same), mma rows are independent, and tile edges are
 // fixed key indices, so a row's result depends only on its query, position and keys.
-// Accuracy: q and the weights p carry one f16 rounding each (relative 2^-11); k and v are f16 already.
+// Accuracy: k and v are f16 already; q (times scale) and the weights p are each split into an f16 head and an f16
+// tail (x = hi + lo to ~2^-22 relative, or 2^-25 absolute where the tail is subnormal) and every product is two
+// mma's with f32 accumulation, so the result has f32-class error, as the decode kernel (attention_decode_mma.cu),
+// for twice the tensor-core work. OSPREY_CUDA_ATTN_PREFILL=f16 keeps one f16 rounding of q and p instead
+// (relative 2^-11; for comparisons).
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/mma_ptx.cuh"
@@ -24,29 +31,47 @@ namespace {
 
 constexpr int kRows = 64, kWarps = 4, kThreadsMma = kWarps * 32;
 
-template <int HDP>
+// kSplit: q and p as f16 head + tail (two mma's per product); else one f16 rounding each.
+template <int HDP, bool kSplit>
 struct MmaShape {
-    static constexpr int KC = HDP == 256 ? 32 : 64;  // keys per tile
+    static constexpr int KC = HDP == 256 ? (kSplit ? 16 : 32) : 64;  // keys per tile (2 blocks per SM)
     static constexpr int ST = HDP + 8;                // f16 row stride: rows 16 bytes apart mod 128 (ldmatrix)
     static constexpr int NCH = HDP / 8;               // 16-byte chunks per row
     static constexpr int NT = KC / 8;                 // S n-tiles per warp
     static constexpr int OT = HDP / 8;                // O n-tiles per warp
     static constexpr int KS = HDP / 16;               // k-steps of Q K^T
-    static constexpr bool kQRegs = HDP <= 128;        // Q fragments kept in registers
-    static constexpr size_t smem = size_t(kRows + 4 * KC) * ST * sizeof(__half);
+    static constexpr bool kQRegs = HDP <= 128;        // Q head fragments kept in registers
+    static constexpr bool kQtRegs = kSplit && HDP <= 64;  // Q tail fragments too (at 128 they would spill)
+    static constexpr bool kTailAcc = kSplit && NT < 8; // q tails' S in their own accumulators (more mma chains)
+    static constexpr int QP = kSplit ? 2 : 1;          // q parts in shared memory: head (and tail)
+    static constexpr size_t smem = size_t(QP * kRows + 4 * KC) * ST * sizeof(__half);
+    // Two blocks per SM: 228 KB of shared memory, 1 KB of it reserved per block, and the row windows.
+    static_assert(smem + 2 * kRows * sizeof(int) + 1024 <= 228 * 1024 / 2, "2 blocks per SM");
 };
 
+__device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
 
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi, float& sum) {
-    const __half2 h = __floats2half2_rn(lo, hi);
+// (x0, x1) as f16 pairs: head = x rounded to f16 and, if kSplit, tail = (x - head) rounded to f16; sum adds
+// head + tail, the weights the products use.
+template <bool kSplit>
+__device__ __forceinline__ void split_half2(float x0, float x1, uint32_t& head, uint32_t& tail, float& sum) {
+    const __half2 h = __floats2half2_rn(x0, x1);
     const float2 f = __half22float2(h);
-    sum += f.x + f.y;
-    return *reinterpret_cast<const uint32_t*>(&h);
+    head = half2_bits(h);
+    if constexpr (kSplit) {
+        const __half2 t = __floats2half2_rn(x0 - f.x, x1 - f.y);
+        const float2 ft = __half22float2(t);
+        tail = half2_bits(t);
+        sum += (f.x + ft.x) + (f.y + ft.y);
+    } else {
+        tail = 0u;
+        sum += f.x + f.y;
+    }
 }
 
-template <int HDP>
+template <int HDP, bool kSplit>
 __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttentionArgs a) {
-    using Sh = MmaShape<HDP>;
+    using Sh = MmaShape<HDP, kSplit>;
     constexpr int KC = Sh::KC, ST = Sh::ST;
     const int group = a.n_heads / a.n_kv_heads, kvh = int(blockIdx.y);
     PrefillTile pt;
@@ -56,8 +81,9 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
     const int g = lane >> 2, tq = lane & 3;
 
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    __half* qs = reinterpret_cast<__half*>(smem_raw);  // [kRows][ST]
-    __half* ks = qs + kRows * ST;                      // [2][KC][ST]
+    __half* qs = reinterpret_cast<__half*>(smem_raw);  // [kRows][ST]: q heads
+    __half* ql = qs + kRows * ST;                      // [kRows][ST]: q tails (kSplit)
+    __half* ks = qs + Sh::QP * kRows * ST;             // [2][KC][ST]
     __half* vs = ks + 2 * KC * ST;                     // [2][KC][ST]
     __shared__ int row_pos[kRows], row_first[kRows];
 
@@ -71,11 +97,12 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
             const int rg = r0 + r, tok = t0 + rg / group, h = kvh * group + rg % group;
             x = *reinterpret_cast<const float4*>(a.q + (int64_t(tok) * a.n_heads + h) * hd + d);
         }
-        const __half2 lo2 = __floats2half2_rn(x.x * qmul, x.y * qmul), hi2 = __floats2half2_rn(x.z * qmul, x.w * qmul);
-        uint2 u;
-        u.x = *reinterpret_cast<const uint32_t*>(&lo2);
-        u.y = *reinterpret_cast<const uint32_t*>(&hi2);
+        uint2 u, t;
+        float unused = 0.0f;
+        split_half2<kSplit>(x.x * qmul, x.y * qmul, u.x, t.x, unused);
+        split_half2<kSplit>(x.z * qmul, x.w * qmul, u.y, t.y, unused);
         *reinterpret_cast<uint2*>(qs + r * ST + d) = u;
+        if constexpr (kSplit) *reinterpret_cast<uint2*>(ql + r * ST + d) = t;
     }
     __syncthreads();
 
@@ -112,11 +139,13 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
         }
     };
 
-    uint32_t qf[Sh::kQRegs ? Sh::KS : 1][4];
-    if constexpr (Sh::kQRegs) {
+    // The warp's q fragments, heads (qf) and tails (qt), at k-step k.
+    const int q_off = (warp * 16 + (lane & 15)) * ST + (lane >> 4) * 8;
+    uint32_t qf[Sh::kQRegs ? Sh::KS : 1][4], qt[Sh::kQtRegs ? Sh::KS : 1][4];
 #pragma unroll
-        for (int k = 0; k < Sh::KS; k++)
-            ldmatrix_x4(qf[k], qs + (warp * 16 + (lane & 15)) * ST + k * 16 + (lane >> 4) * 8);
+    for (int k = 0; k < Sh::KS; k++) {
+        if constexpr (Sh::kQRegs) ldmatrix_x4(qf[k], qs + q_off + k * 16);
+        if constexpr (Sh::kQtRegs) ldmatrix_x4(qt[k], ql + q_off + k * 16);
     }
 
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
@@ -140,17 +169,30 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
         if (kt <= w_max && kt + KC - 1 >= w_min) {
             const __half* kb = ks + buf * KC * ST;
             const __half* vb = vs + buf * KC * ST;
+            // S = Q K^T: heads, then tails into the same accumulators, or into sl where there are few n-tiles.
             float sc[Sh::NT][4];
+            [[maybe_unused]] float sl[Sh::kTailAcc ? Sh::NT : 1][4];
 #pragma unroll
             for (int n = 0; n < Sh::NT; n++) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+            if constexpr (Sh::kTailAcc) {
+#pragma unroll
+                for (int n = 0; n < Sh::NT; n++) sl[n][0] = sl[n][1] = sl[n][2] = sl[n][3] = 0.0f;
+            }
 #pragma unroll
             for (int k = 0; k < Sh::KS; k++) {
                 uint32_t af[4];
+                [[maybe_unused]] uint32_t al[4];
                 if constexpr (Sh::kQRegs) {
 #pragma unroll
                     for (int u = 0; u < 4; u++) af[u] = qf[k][u];
                 } else {
-                    ldmatrix_x4(af, qs + (warp * 16 + (lane & 15)) * ST + k * 16 + (lane >> 4) * 8);
+                    ldmatrix_x4(af, qs + q_off + k * 16);
+                }
+                if constexpr (Sh::kQtRegs) {
+#pragma unroll
+                    for (int u = 0; u < 4; u++) al[u] = qt[k][u];
+                } else if constexpr (kSplit) {
+                    ldmatrix_x4(al, ql + q_off + k * 16);
                 }
 #pragma unroll
                 for (int n2 = 0; n2 < Sh::NT / 2; n2++) {
@@ -158,7 +200,20 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
                     ldmatrix_x4(bf, kb + (n2 * 16 + (lane >> 4) * 8 + (lane & 7)) * ST + k * 16 + ((lane >> 3) & 1) * 8);
                     mma16816(sc[2 * n2], af, bf[0], bf[1]);
                     mma16816(sc[2 * n2 + 1], af, bf[2], bf[3]);
+                    if constexpr (Sh::kTailAcc) {
+                        mma16816(sl[2 * n2], al, bf[0], bf[1]);
+                        mma16816(sl[2 * n2 + 1], al, bf[2], bf[3]);
+                    } else if constexpr (kSplit) {
+                        mma16816(sc[2 * n2], al, bf[0], bf[1]);
+                        mma16816(sc[2 * n2 + 1], al, bf[2], bf[3]);
+                    }
                 }
+            }
+            if constexpr (Sh::kTailAcc) {
+#pragma unroll
+                for (int n = 0; n < Sh::NT; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) sc[n][e] += sl[n][e];
             }
             // Mask and cap; element e of n-tile n is row (e < 2 ? rA : rB), key kt + 8n + 2tq + (e & 1).
             const bool full = kt >= first_hi && kt + KC - 1 <= pos_lo;
@@ -182,13 +237,14 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 corr[h] = softmax_step(m[h], mx, m_use[h]);
             }
-            uint32_t pf[Sh::NT][2];
+            uint32_t pf[Sh::NT][2], pl[Sh::NT][2];  // weights: heads, tails (zero unless kSplit)
             float sum[2] = {0.0f, 0.0f};
 #pragma unroll
             for (int n = 0; n < Sh::NT; n++)
 #pragma unroll
                 for (int h = 0; h < 2; h++)
-                    pf[n][h] = pack_half2(exp2f(sc[n][2 * h] - m_use[h]), exp2f(sc[n][2 * h + 1] - m_use[h]), sum[h]);
+                    split_half2<kSplit>(exp2f(sc[n][2 * h] - m_use[h]), exp2f(sc[n][2 * h + 1] - m_use[h]), pf[n][h],
+                                        pl[n][h], sum[h]);
 #pragma unroll
             for (int h = 0; h < 2; h++) l[h] = fmaf(l[h], corr[h], sum[h]);
 #pragma unroll
@@ -199,12 +255,17 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
 #pragma unroll
             for (int kk = 0; kk < KC / 16; kk++) {
                 const uint32_t af[4] = {pf[2 * kk][0], pf[2 * kk][1], pf[2 * kk + 1][0], pf[2 * kk + 1][1]};
+                const uint32_t at[4] = {pl[2 * kk][0], pl[2 * kk][1], pl[2 * kk + 1][0], pl[2 * kk + 1][1]};
 #pragma unroll
                 for (int n2 = 0; n2 < Sh::OT / 2; n2++) {
                     uint32_t bf[4];
                     ldmatrix_x4_trans(bf, vb + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ST + n2 * 16 + (lane >> 4) * 8);
                     mma16816(o[2 * n2], af, bf[0], bf[1]);
                     mma16816(o[2 * n2 + 1], af, bf[2], bf[3]);
+                    if constexpr (kSplit) {
+                        mma16816(o[2 * n2], at, bf[0], bf[1]);
+                        mma16816(o[2 * n2 + 1], at, bf[2], bf[3]);
+                    }
                 }
             }
         }
@@ -229,12 +290,12 @@ __global__ void __launch_bounds__(kThreadsMma, 2) prefill_mma_kernel(PagedAttent
     }
 }
 
-template <int HDP>
+template <int HDP, bool kSplit>
 void launch_mma_hdp(const PagedAttentionArgs& a, cudaStream_t stream) {
-    using Sh = MmaShape<HDP>;
+    using Sh = MmaShape<HDP, kSplit>;
     const int64_t slots = prefill_tile_slots<kRows>(a);
     const dim3 grid(unsigned(slots), unsigned(a.n_kv_heads));
-    const auto kernel = prefill_mma_kernel<HDP>;
+    const auto kernel = prefill_mma_kernel<HDP, kSplit>;
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Sh::smem));
     kernel<<<grid, kThreadsMma, Sh::smem, stream>>>(a);
 }
@@ -245,10 +306,15 @@ bool launch_prefill_mma(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_
     // f16 pools with 16-byte rows (head_dim a multiple of 8); f32 queries read as float4, outputs written as float2.
     if (!a.kv_f16 || !kv_vec_ok || a.head_dim % 8 != 0 || a.head_dim > kAttentionMaxHeadDim) return false;
     if (reinterpret_cast<uintptr_t>(a.q) % 16 != 0 || reinterpret_cast<uintptr_t>(a.out) % 8 != 0) return false;
+    // OSPREY_CUDA_ATTN_PREFILL=f16: one f16 rounding of q and p (=simt is read in attention_prefill.cu).
+    static const bool single_f16 = [] {
+        const char* e = std::getenv("OSPREY_CUDA_ATTN_PREFILL");
+        return e != nullptr && std::strcmp(e, "f16") == 0;
+    }();
     switch (padded_head_dim(a.head_dim)) {
-        case 64: launch_mma_hdp<64>(a, stream); break;
-        case 128: launch_mma_hdp<128>(a, stream); break;
-        default: launch_mma_hdp<256>(a, stream); break;
+        case 64: single_f16 ? launch_mma_hdp<64, false>(a, stream) : launch_mma_hdp<64, true>(a, stream); break;
+        case 128: single_f16 ? launch_mma_hdp<128, false>(a, stream) : launch_mma_hdp<128, true>(a, stream); break;
+        default: single_f16 ? launch_mma_hdp<256, false>(a, stream) : launch_mma_hdp<256, true>(a, stream); break;
     }
     return true;
 }
