@@ -16,11 +16,24 @@ namespace {
 
 using nlohmann::json;
 
+void check_output_len_dist(const DatasetOptions& o) {
+    if (o.output_len_dist != "uniform" && o.output_len_dist != "exponential")
+        raise(ErrorCode::InvalidArgument, "--output-len-dist must be uniform or exponential, got '{}'", o.output_len_dist);
+}
+
+// An output length of mean ~len drawn from Exp(1), clamped to [1, 8 len].
+int exponential_len(int len, std::mt19937_64& rng) {
+    const double e = std::exponential_distribution<double>(1.0)(rng);
+    return int(std::clamp<long>(std::lround(double(len) * e), 1L, 8L * len));
+}
+
 std::vector<SampleRequest> sample_random(const DatasetOptions& o, const tokenizer::Tokenizer* tok) {
     if (o.random_input_len < 1) raise(ErrorCode::InvalidArgument, "--random-input-len must be >= 1");
     if (o.random_output_len < 1) raise(ErrorCode::InvalidArgument, "--random-output-len must be >= 1");
     if (!(o.random_range_ratio >= 0 && o.random_range_ratio < 1))
         raise(ErrorCode::InvalidArgument, "--random-range-ratio must be in [0, 1), got {}", o.random_range_ratio);
+    check_output_len_dist(o);
+    const bool exponential = o.output_len_dist == "exponential";
     std::mt19937_64 rng(o.seed);
     auto range = [&](int len) {
         const int lo = std::max(1, int(double(len) * (1 - o.random_range_ratio)));
@@ -41,7 +54,7 @@ std::vector<SampleRequest> sample_random(const DatasetOptions& o, const tokenize
     for (int i = 0; i < o.num_prompts; ++i) {
         SampleRequest r;
         const int in_len = in_dist(rng);
-        r.expected_output_len = out_dist(rng);
+        r.expected_output_len = exponential ? exponential_len(o.random_output_len, rng) : out_dist(rng);
         if (tok) {
             const size_t offset = std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(rng);
             std::vector<int32_t> ids(static_cast<size_t>(in_len));
@@ -67,6 +80,8 @@ std::vector<SampleRequest> sample_random(const DatasetOptions& o, const tokenize
 std::vector<SampleRequest> sample_sharegpt(const DatasetOptions& o, const tokenizer::Tokenizer* tok) {
     if (o.path.empty()) raise(ErrorCode::InvalidArgument, "--dataset sharegpt needs --dataset-path");
     if (o.sharegpt_output_len < 0) raise(ErrorCode::InvalidArgument, "--sharegpt-output-len must be >= 0");
+    check_output_len_dist(o);
+    const bool exponential = o.output_len_dist == "exponential";
     std::ifstream f(o.path, std::ios::binary);
     if (!f) raise(ErrorCode::NotFound, "{}: cannot open the dataset", o.path);
     std::stringstream ss;
@@ -102,7 +117,9 @@ std::vector<SampleRequest> sample_sharegpt(const DatasetOptions& o, const tokeni
         SampleRequest r;
         r.prompt = e.prompt;
         const bool fixed = o.sharegpt_output_len > 0;
-        if (fixed) {
+        if (fixed && exponential) {
+            r.expected_output_len = exponential_len(o.sharegpt_output_len, rng);
+        } else if (fixed) {
             r.expected_output_len = o.random_range_ratio > 0
                                         ? std::max(1, int(std::lround(o.sharegpt_output_len * spread(rng))))
                                         : o.sharegpt_output_len;
@@ -119,6 +136,10 @@ std::vector<SampleRequest> sample_sharegpt(const DatasetOptions& o, const tokeni
             r.prompt_len = int(r.prompt_ids.size());
             // vLLM's is_valid_sequence: min 4 tokens (only for lengths taken from the data), max 1024 / 2048.
             if (r.prompt_len < 4 || (!fixed && r.expected_output_len < 4)) continue;
+            // A drawn long tail is clamped to the 2,048-token budget rather than dropped (dropping would shorten
+            // the distribution).
+            if (fixed && exponential && r.prompt_len <= 1024)
+                r.expected_output_len = std::min(r.expected_output_len, 2048 - r.prompt_len);
             if (r.prompt_len > 1024 || r.prompt_len + r.expected_output_len > 2048) continue;
         }
         out.push_back(std::move(r));

@@ -122,6 +122,8 @@ nlohmann::json offline_json(const OfflineResult& r, const OfflineConfig& c) {
     j["model"] = r.model;
     j["scheduling"] = r.scheduling;
     j["dataset_name"] = c.dataset.name;
+    j["output_len_dist"] = c.dataset.output_len_dist;
+    j["random_range_ratio"] = c.dataset.random_range_ratio;
     j["max_num_seqs"] = c.engine.max_num_seqs;
     j["max_num_batched_tokens"] = c.engine.max_num_batched_tokens;
     j["kv_cache_bytes"] = c.engine.kv_cache_bytes;

@@ -29,6 +29,10 @@ namespace osprey::cli {
 
 namespace {
 
+constexpr const char* kOutputLenDistHelp =
+    "Output lengths: uniform in [L(1-r), L(1+r)], or exponential (L * Exp(1) clamped to [1, 8L]: a long tail like "
+    "chat replies)";
+
 struct ServeBenchOptions {
     bench::ServeConfig serve;
     bench::DatasetOptions dataset;
@@ -184,6 +188,8 @@ void add_serve_options(CLI::App* cmd, const std::shared_ptr<ServeBenchOptions>& 
         ->capture_default_str();
     cmd->add_option("--sharegpt-output-len", o->dataset.sharegpt_output_len,
                     "ShareGPT: output tokens per request (default: the gpt turn's length)");
+    cmd->add_option("--output-len-dist", o->dataset.output_len_dist, kOutputLenDistHelp)
+        ->check(CLI::IsMember({"uniform", "exponential"}))->capture_default_str();
     if (!sweep) {
         cmd->add_option("--request-rate", o->request_rate, "Requests per second, or inf")->capture_default_str();
         cmd->add_option("--max-concurrency", o->serve.max_concurrency, "Requests in flight at most (0: no limit)");
@@ -251,7 +257,8 @@ void bench_offline(OfflineOptions& o) {
     if (o.output_len > 0) {
         c.dataset.random_output_len = o.output_len;
         if (c.dataset.name != "random") {
-            if (c.dataset.random_range_ratio > 0) c.dataset.sharegpt_output_len = o.output_len;
+            if (c.dataset.random_range_ratio > 0 || c.dataset.output_len_dist == "exponential")
+                c.dataset.sharegpt_output_len = o.output_len;
             else c.output_len = o.output_len;
         }
     }
@@ -296,6 +303,8 @@ void register_bench_command(CLI::App& app) {
         ->check(CLI::IsMember({"random", "sharegpt"}))->capture_default_str();
     off->add_option("--dataset-path", oo->config.dataset.path, "ShareGPT JSON file");
     off->add_option("--random-range-ratio", oo->config.dataset.random_range_ratio, "Random lengths in [L(1-r), L(1+r)]");
+    off->add_option("--output-len-dist", oo->config.dataset.output_len_dist, kOutputLenDistHelp)
+        ->check(CLI::IsMember({"uniform", "exponential"}))->capture_default_str();
     off->add_option("--seed", oo->config.dataset.seed, "Dataset seed")->capture_default_str();
     off->add_option("--max-num-seqs", oo->config.engine.max_num_seqs, "Sequences running at once")->capture_default_str();
     off->add_option("--max-num-batched-tokens", oo->config.engine.max_num_batched_tokens, "Tokens per engine step")
