@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <string>
@@ -169,8 +170,9 @@ std::vector<float> run_attention(Backend& be, const AttnCase& c, const HostBatch
 }
 
 // The CUDA prefill (sequences of 2+ query tokens) runs its products on tensor cores with f16 inputs when the pool
-// is f16 and head_dim a multiple of 8: k and v are f16 already, and q (times scale) and the softmax weights p
-// each take one rounding to f16, a relative error of at most u = 2^-11. A score then moves by ~0.8 u rms here
+// is f16 and head_dim a multiple of 8: k and v are f16 already, and q (times scale) and the softmax weights p are
+// split into f16 head + tail pairs (f32-class error, held to the f32 bound below). With
+// OSPREY_CUDA_ATTN_PREFILL=f16 they each take one rounding to f16 instead, a relative error of at most u = 2^-11. A score then moves by ~0.8 u rms here
 // (q, k uniform in [-2, 2]) and each weight by ~0.6 u more; the output, a weighted mean of v, has an error
 // relative to its size of about that rms: nmse ~ u^2 / 4. tests/golden/attention_f16_error.py models those
 // roundings in numpy and measures 0.15-0.3 u^2 on shapes like these; the bound is 4 u^2 (~1e-6), over ten times
@@ -326,7 +328,9 @@ TEST_F(BackendOps, PagedAttention) {
                                           c.n_heads, c.n_kv_heads);
         // Both backends compute in f32 from the same f32/f16 pool values: ~1e-13 against the double reference,
         // except where the CUDA prefill runs on tensor cores (see tensor_core_prefill).
-        const double tol = tensor_core_prefill(c) ? kF16ProductsNmse : 1e-10;
+        const char* prefill_mode = std::getenv("OSPREY_CUDA_ATTN_PREFILL");
+        const bool single_f16 = prefill_mode != nullptr && std::string(prefill_mode) == "f16";
+        const double tol = tensor_core_prefill(c) && single_f16 ? kF16ProductsNmse : 1e-10;
         expect_close("attention vs ref", v, got, ref, tol);
         expect_close("attention vs cpu", v, got, cpu_out, tol);
     }
