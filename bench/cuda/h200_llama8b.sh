@@ -79,13 +79,27 @@ if step variants; then  # GEMV kernel variants (OSPREY_GEMV_VARIANT, tuning only
     echo "variant $v: $(grep -E 'tokens/s' "$OUT/variant_$v.log" | tail -1 | sed 's/.*decode/decode/')"
   done
 fi
-if step offline; then  # continuous vs static batching and KV waste: ShareGPT prompts, output lengths uniform in [26, 486]
-  for sched in continuous static; do
-    $C/osprey bench offline -m "$M" --device cuda --dataset sharegpt --dataset-path .devcarry2/sharegpt_v3_filtered_500.json \
-      --num-prompts ${OFFLINE_PROMPTS:-200} --output-len 256 --random-range-ratio 0.9 --max-num-seqs 64 --max-num-batched-tokens 2048 --scheduling $sched \
-      --save-result "$OUT/offline_$sched.json" > "$OUT/offline_$sched.txt" 2>&1
-    echo "offline $sched rc=$?"; grep -E "throughput|Output token|KV waste|Request|Preempt|Benchmark duration" "$OUT/offline_$sched.txt" | head -8
+if step offline; then  # continuous vs static batching and KV waste: ShareGPT prompts (the file has no replies), output
+  # lengths of mean 256 drawn uniform in [26, 486] or exponential (256 * Exp(1), clamped to 2,048 - prompt)
+  for dist in ${OFFLINE_DISTS:-uniform exponential}; do
+    for sched in continuous static; do
+      $C/osprey bench offline -m "$M" --device cuda --dataset sharegpt --dataset-path ${SHAREGPT:-.devcarry2/sharegpt_v3_filtered_500.json} \
+        --num-prompts ${OFFLINE_PROMPTS:-200} --output-len 256 --random-range-ratio 0.9 --output-len-dist $dist --max-num-seqs 64 \
+        --max-num-batched-tokens 2048 --scheduling $sched \
+        --save-result "$OUT/offline_${dist}_$sched.json" > "$OUT/offline_${dist}_$sched.txt" 2>&1
+      echo "offline $dist $sched rc=$?"; grep -E "throughput|KV waste|Preempt|Elapsed" "$OUT/offline_${dist}_$sched.txt" | head -6
+    done
   done
+fi
+if step offline1000; then  # offline throughput: 1,000 requests of 1,024 prompt tokens and 128 generated tokens
+  $C/osprey bench offline -m "$M" --device cuda --input-len 1024 --output-len 128 --num-prompts 1000 --max-num-seqs 256 \
+    --max-num-batched-tokens 8192 --save-result "$OUT/offline1000.json" > "$OUT/offline1000.txt" 2>&1
+  echo "offline1000 rc=$?"; grep -E "throughput|Elapsed|Decode-only|TTFT|TPOT" "$OUT/offline1000.txt" | head -8
+fi
+if step hf_offline; then  # the same workload with transformers (static batches)
+  python3 bench/cuda/transformers_offline.py --model "$M" --num-prompts ${HF_PROMPTS:-1000} --input-len 1024 --output-len 128 \
+    --batch-size ${HF_BATCH:-64} -o "$OUT/hf_offline1000.json" > "$OUT/hf_offline1000.txt" 2>&1
+  echo "hf_offline rc=$?"; grep -E "per_second|elapsed" "$OUT/hf_offline1000.txt"
 fi
 if step batch128; then  # decode throughput with 128 concurrent sequences: 512-token prompts, 128 new tokens each
   for mode in graphs eager; do
