@@ -187,8 +187,33 @@ class Backend {
     // in backend/sampling.h (sampling on the device: only the ids travel back)
     //                                          ids i32 [R]; logits [R, V] f32; params i32 [R, 8] (SamplingRow each)
     virtual void sample_rows(Tensor ids, const Tensor& logits, const Tensor& params) = 0;
+    // Repetition, presence and frequency penalties in place, as the engine's host sampler applies them (the rule is
+    // apply_penalties_row in backend/sampling.h). Row r's entries are entries[row_start[r] .. row_start[r + 1]): each a
+    // DISTINCT token id of the row's history (prompt and generated) and its count among the generated tokens (0 if
+    // only in the prompt); ids outside [0, V) are skipped. params[r] = (repetition, presence, frequency, unused).
+    //        logits [R, V] f32 (in place); entries i32 [E, 2] (id, count); row_start i32 [R + 1]; params f32 [R, 4]
+    virtual void apply_penalties(Tensor logits, const Tensor& entries, const Tensor& row_start, const Tensor& params) {
+        unsupported_op("apply_penalties");
+    }
+    // Log-probabilities under the raw distribution of each row (row_log_sum_exp, row_top_logprobs in
+    // backend/sampling.h): lse[r] = log-sum-exp of row r; top_ids[r, :] = its n largest logits, best first, ties by
+    // the smaller id; top_logprobs[r, j] = logits[r, top_ids[r, j]] - lse[r]. Slots j >= V hold id -1, logprob -inf.
+    // n in [0, 20]; with n = 0 top_ids and top_logprobs are not touched (may be empty tensors).
+    //        top_ids i32 [R, n]; top_logprobs f32 [R, n]; lse f32 [R]; logits [R, V] f32
+    virtual void row_logprobs(Tensor top_ids, Tensor top_logprobs, Tensor lse, const Tensor& logits, int n) {
+        unsupported_op("row_logprobs");
+    }
+    // out[r] = logits[r, ids[r]] - lse[r] (NaN for an id outside [0, V))
+    //        out f32 [R]; logits [R, V] f32; lse f32 [R] (from row_logprobs); ids i32 [R]
+    virtual void token_logprobs(Tensor out, const Tensor& logits, const Tensor& lse, const Tensor& ids) {
+        unsupported_op("token_logprobs");
+    }
     // x *= s; optionally x = softcap * tanh(x / softcap) when softcap > 0
     virtual void scale(Tensor x, float s, float softcap) = 0;
+
+  protected:
+    // The default of an op a backend does not implement: Error(Unsupported).
+    [[noreturn]] void unsupported_op(const char* op) const;
 };
 
 }  // namespace osprey::backend

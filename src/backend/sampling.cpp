@@ -1,5 +1,8 @@
 #include "backend/sampling.h"
 
+#include "backend/backend.h"
+#include "core/error.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -90,6 +93,46 @@ int32_t sample_row(std::span<const float> logits, const SamplingRow& p) {
         if (run > target) return i;
     }
     return last;
+}
+
+void apply_penalties_row(float* logits, int64_t V, const int32_t* entries, int64_t n, const float* params) {
+    if (params[0] == 1.0f && params[1] == 0.0f && params[2] == 0.0f) return;
+    for (int64_t i = 0; i < n; i++) apply_penalties_entry(logits, V, entries[2 * i], entries[2 * i + 1], params);
+}
+
+float row_log_sum_exp(std::span<const float> logits) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (float v : logits) m = std::max(m, v);
+    if (!std::isfinite(m)) return m;
+    double s = 0;
+    for (float v : logits) s += std::exp(double(v - m));
+    return m + float(std::log(s));
+}
+
+void row_top_logprobs(int32_t* ids, float* logprobs, std::span<const float> logits, float lse, int n) {
+    if (n <= 0) return;
+    // A sorted list of the best n keys so far (descending), by insertion.
+    thread_local std::vector<uint64_t> best;
+    best.assign(size_t(n), 0);
+    for (size_t i = 0; i < logits.size(); i++) {
+        uint64_t k = logit_rank_key(logits[i], int32_t(i));
+        if (k <= best.back()) continue;
+        for (uint64_t& b : best)
+            if (k > b) std::swap(k, b);
+    }
+    const int n_real = int(std::min<size_t>(size_t(n), logits.size()));
+    for (int j = 0; j < n; j++) {
+        if (j >= n_real) {
+            ids[j] = -1, logprobs[j] = -std::numeric_limits<float>::infinity();
+            continue;
+        }
+        ids[j] = int32_t(0xffffffffu - uint32_t(best[size_t(j)]));
+        logprobs[j] = logits[size_t(ids[j])] - lse;
+    }
+}
+
+void Backend::unsupported_op(const char* op) const {  // here rather than backend.cpp: the ops it guards live here
+    raise(ErrorCode::Unsupported, "backend {} does not implement {}", name(), op);
 }
 
 }  // namespace osprey::backend

@@ -1,5 +1,7 @@
 // Token sampling, defined once for every backend (Backend::sample_rows) and the engine's host sampler, so a request
-// draws the same way wherever its row is sampled. Host and device code (the CUDA kernel includes this header).
+// draws the same way wherever its row is sampled; also the penalties and log-probabilities around it
+// (Backend::apply_penalties, row_logprobs, token_logprobs). Host and device code (the CUDA kernels include this
+// header).
 //
 // For a row of logits l over V tokens with temperature T > 0, s_i = l_i * (1 / T), m = max s, w_i = exp(s_i - m):
 //   top-k  keeps i iff fewer than k tokens have s_j > s_i                       (ties with the k-th all kept)
@@ -55,6 +57,34 @@ OSP_HOST_DEVICE inline uint32_t float_order_key(float f) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// Row-order key of a logit for the top-n log-probabilities: larger logit first, then the smaller id; -0 ties +0
+// (the host sampler compares with > and ==). Unique per (value, id); 0 only for the all-ones NaN.
+OSP_HOST_DEVICE inline uint64_t logit_rank_key(float f, int32_t id) {
+    return (uint64_t(float_order_key(f == 0.0f ? 0.0f : f)) << 32) | uint64_t(0xffffffffu - uint32_t(id));
+}
+
+// Penalties (Backend::apply_penalties), one row: the engine's host sampler's rule, the same float operations in the
+// same order per token. entries holds n pairs (token id, count among the generated tokens), ids distinct; params =
+// (repetition, presence, frequency, unused). For each entry with an id in [0, V):
+//   if repetition != 1:                 l = l > 0 ? l / repetition : l * repetition
+//   if (presence or frequency != 0) and count > 0:  l -= frequency * float(count) + presence
+// Each operation rounds once (the CUDA kernel uses the _rn intrinsics, so nothing is fused into an fma).
+OSP_HOST_DEVICE inline void apply_penalties_entry(float* logits, int64_t V, int32_t id, int32_t count,
+                                                  const float* params) {
+    const float rep = params[0], presence = params[1], frequency = params[2];
+    if (id < 0 || id >= V) return;
+    float l = logits[id];
+#if defined(__CUDA_ARCH__)
+    if (rep != 1.0f) l = l > 0 ? __fdiv_rn(l, rep) : __fmul_rn(l, rep);
+    if ((presence != 0.0f || frequency != 0.0f) && count > 0)
+        l = __fsub_rn(l, __fadd_rn(__fmul_rn(frequency, float(count)), presence));
+#else
+    if (rep != 1.0f) l = l > 0 ? l / rep : l * rep;
+    if ((presence != 0.0f || frequency != 0.0f) && count > 0) l -= frequency * float(count) + presence;
+#endif
+    logits[id] = l;
+}
+
 }  // namespace osprey::backend
 
 #if !defined(__CUDACC__)
@@ -64,6 +94,17 @@ namespace osprey::backend {
 
 // The reference: the token sample_rows picks for one row (see the definition above).
 int32_t sample_row(std::span<const float> logits, const SamplingRow& p);
+
+// Penalties on one row of V logits: apply_penalties_entry for each of the n (id, count) pairs in entries [n, 2].
+void apply_penalties_row(float* logits, int64_t V, const int32_t* entries, int64_t n, const float* params);
+
+// The log-sum-exp of a row as the engine's log_sum_exp: m = max (returned as is when not finite), then
+// m + float(log(sum of exp(double(l - m)))) with the sum in double.
+float row_log_sum_exp(std::span<const float> logits);
+
+// The n largest logits of a row, best first (ties: the smaller id first), with logprob = logit - lse; slots past
+// the row's length get id -1 and logprob -inf. ids and logprobs hold n values each.
+void row_top_logprobs(int32_t* ids, float* logprobs, std::span<const float> logits, float lse, int n);
 
 }  // namespace osprey::backend
 #endif

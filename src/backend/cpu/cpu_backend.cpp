@@ -189,6 +189,35 @@ class CpuBackend final : public Backend {
         });
     }
 
+    void apply_penalties(Tensor logits, const Tensor& entries, const Tensor& row_start, const Tensor& params) override {
+        const int64_t R = logits.rows(), V = logits.cols();
+        const int32_t* start = row_start.as<int32_t>();
+        for (int64_t r = 0; r < R; r++)
+            apply_penalties_row(logits.as<float>() + r * V, V, entries.as<int32_t>() + 2 * int64_t(start[r]),
+                                int64_t(start[r + 1]) - start[r], params.as<float>() + 4 * r);
+    }
+
+    void row_logprobs(Tensor top_ids, Tensor top_logprobs, Tensor lse, const Tensor& logits, int n) override {
+        const int64_t R = logits.rows(), V = logits.cols();
+        pool_.parallel_for(R, 1, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; r++) {
+                const std::span<const float> row(logits.as<float>() + r * V, size_t(V));
+                const float l = row_log_sum_exp(row);
+                lse.as<float>()[r] = l;
+                if (n > 0) row_top_logprobs(top_ids.as<int32_t>() + r * n, top_logprobs.as<float>() + r * n, row, l, n);
+            }
+        });
+    }
+
+    void token_logprobs(Tensor out, const Tensor& logits, const Tensor& lse, const Tensor& ids) override {
+        const int64_t R = logits.rows(), V = logits.cols();
+        for (int64_t r = 0; r < R; r++) {
+            const int32_t id = ids.as<int32_t>()[r];
+            out.as<float>()[r] = id >= 0 && id < V ? logits.as<float>()[r * V + id] - lse.as<float>()[r]
+                                                   : std::numeric_limits<float>::quiet_NaN();
+        }
+    }
+
     void scale(Tensor x, float s, float softcap) override {
         const int64_t n = x.numel();
         float* p = x.as<float>();

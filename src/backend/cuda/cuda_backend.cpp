@@ -20,6 +20,7 @@
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/gemv_quant.cuh"
 #include "backend/cuda/kv_write.cuh"
+#include "backend/cuda/logit_ops.cuh"
 #include "backend/cuda/norm.cuh"
 #include "backend/cuda/op_profiler.h"
 #include "backend/cuda/rope.cuh"
@@ -402,6 +403,31 @@ class CudaBackend final : public Backend {
         bind();
         const OpProfiler::Scope prof(&profiler_, "sample_rows", stream_);
         launch_sample_rows(ids.as<int32_t>(), logits.as<float>(), params.data, logits.rows(), logits.cols(), stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
+    void apply_penalties(Tensor logits, const Tensor& entries, const Tensor& row_start, const Tensor& params) override {
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "apply_penalties", stream_);
+        launch_apply_penalties(logits.as<float>(), entries.as<int32_t>(), row_start.as<int32_t>(), params.as<float>(),
+                               logits.rows(), logits.cols(), stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
+    void row_logprobs(Tensor top_ids, Tensor top_logprobs, Tensor lse, const Tensor& logits, int n) override {
+        OSP_CHECK(n >= 0 && n <= 20, "row_logprobs: n = {} (at most 20)", n);
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "row_logprobs", stream_);
+        launch_row_logprobs(top_ids.as<int32_t>(), top_logprobs.as<float>(), lse.as<float>(), logits.as<float>(),
+                            logits.rows(), logits.cols(), n, stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
+    void token_logprobs(Tensor out, const Tensor& logits, const Tensor& lse, const Tensor& ids) override {
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "token_logprobs", stream_);
+        launch_token_logprobs(out.as<float>(), logits.as<float>(), lse.as<float>(), ids.as<int32_t>(), logits.rows(),
+                              logits.cols(), stream_);
         OSP_CUDA_CHECK_LAUNCH();
     }
 
