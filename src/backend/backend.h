@@ -11,10 +11,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -113,6 +115,12 @@ class Backend {
     virtual std::pair<size_t, size_t> device_memory() const { return {0, 0}; }
     // Bytes this backend holds through alloc() now (weights, workspaces, KV pool).
     virtual size_t allocated_bytes() const { return 0; }
+    // A device-to-host copy that does not wait: begin_readback enqueues the copy of n_bytes at src (in stream order,
+    // after the ops launched so far) and returns a ticket; finish_readback(ticket, dst) waits for that copy alone
+    // (not for ops launched after it) and writes the bytes to dst. Tickets are finished in the order they were
+    // begun. The default copies at once (a backend whose ops run synchronously).
+    virtual uint64_t begin_readback(const void* src, size_t n_bytes);
+    virtual void finish_readback(uint64_t ticket, void* dst);
 
     // ---- op graphs ----
     // Between begin_capture() and end_capture(), ops are recorded into the returned graph instead of running; the
@@ -180,6 +188,10 @@ class Backend {
                                  const AttentionParams& p) = 0;
     // out[i, :] = x[rows[i], :]                                     out [R, d]; x [T, d] f32; rows i32 [R]
     virtual void gather_rows(Tensor out, const Tensor& x, const Tensor& rows) = 0;
+    // dst[dst_index[k]] = src[src_index[k]] for every k (token ids drawn by the previous step fed to the next one
+    // without a trip through the host).        dst i32 [N]; dst_index i32 [K]; src i32 [M]; src_index i32 [K]
+    // The default goes through host copies; a device backend overrides it.
+    virtual void copy_indexed_i32(Tensor dst, const Tensor& dst_index, const Tensor& src, const Tensor& src_index);
     // ids[r] = the first index of the largest value of logits row r (greedy decoding on the device, so only the
     // ids travel back)                                              ids i32 [R]; logits [R, V] f32
     virtual void argmax_rows(Tensor ids, const Tensor& logits) = 0;
@@ -214,6 +226,10 @@ class Backend {
   protected:
     // The default of an op a backend does not implement: Error(Unsupported).
     [[noreturn]] void unsupported_op(const char* op) const;
+
+  private:
+    std::deque<std::vector<uint8_t>> readbacks_;  // the default readbacks' bytes, oldest first
+    uint64_t next_readback_ = 0;
 };
 
 }  // namespace osprey::backend

@@ -42,4 +42,11 @@ DType parse_kv_cache_dtype(const std::string& name) {
     raise(ErrorCode::InvalidArgument, "--kv-cache-dtype {}: expected auto, f16 or f32", name);
 }
 
+engine::AsyncScheduling parse_async_scheduling(const std::string& value) {
+    if (value == "auto") return engine::AsyncScheduling::Auto;
+    if (value == "on") return engine::AsyncScheduling::On;
+    if (value == "off") return engine::AsyncScheduling::Off;
+    raise(ErrorCode::InvalidArgument, "--async-scheduling {}: expected auto, on or off", value);
+}
+
 }  // namespace osprey::cli

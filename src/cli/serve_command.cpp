@@ -33,6 +33,7 @@ struct ServeOptions {
     std::string kv_cache_dtype = "auto";
     bool enforce_eager = false;
     std::string scheduling = "continuous";
+    std::string async_scheduling = "auto";
     int threads = 0;
     std::string device = "auto";
     int http_threads = 1;
@@ -83,6 +84,7 @@ void serve(ServeOptions o) {
     const std::string path = o.model.empty() ? engine::default_model_path() : o.model;
     o.engine.kv_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
     if (!o.kv_cache_memory.empty()) o.engine.kv_cache_bytes = parse_bytes(o.kv_cache_memory, "--kv-cache-memory");
+    o.engine.async_scheduling = parse_async_scheduling(o.async_scheduling);
     o.engine.scheduling = o.scheduling == "static" ? engine::SchedulingPolicy::Static
                                                    : engine::SchedulingPolicy::Continuous;
     o.engine.validate();
@@ -174,6 +176,8 @@ void register_serve_command(CLI::App& app) {
                     "KV cache budget, e.g. 512MiB (default: auto, 2 GiB on the CPU)");
     cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->engine.enable_prefix_caching,
                   "Reuse KV blocks of shared prompt prefixes (default: on)");
+    cmd->add_option("--async-scheduling", o->async_scheduling, kAsyncSchedulingHelp)
+        ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
     cmd->add_option("--scheduling", o->scheduling, "continuous (default) or static (baseline)")
         ->check(CLI::IsMember({"continuous", "static"}));
     cmd->add_option("--max-waiting", o->engine.max_waiting_requests, "Queued requests before 429")

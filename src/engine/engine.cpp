@@ -58,6 +58,8 @@ struct RequestState {
 
 namespace {
 
+constexpr int32_t kPendingToken = -1;  // a token drawn on the device, not read back yet
+
 uint64_t mix_seed(uint64_t seed, uint64_t index) {
     uint64_t z = seed + 0x9e3779b97f4a7c15ull * (index + 1);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -103,6 +105,19 @@ struct Engine::Impl {
     std::vector<backend::SamplingRow> device_rows;
     std::vector<char> row_on_device;  // per sampled row: drawn by the backend (else on the host)
     std::vector<int32_t> host_ids;
+    // Async scheduling (EngineConfig::async_scheduling): the step launched last whose ids are not read yet.
+    struct InflightStep {
+        uint64_t id = 0;
+        std::vector<std::pair<Sequence*, int>> rows;  // per sampled row: the sequence and its placeholder's index
+        uint64_t ticket = 0;                          // the readback of its ids
+        int buf = 0;                                  // step_ids buffer holding them
+    };
+    bool async = false;
+    std::optional<InflightStep> inflight;
+    backend::Buffer step_ids[2];  // ids drawn by the last two launched steps (alternating)
+    uint64_t n_launched = 0, n_processed = 0;
+    // Finished sequences a launched step may still name: freed once step `first` is processed.
+    std::vector<std::pair<uint64_t, std::unique_ptr<Sequence>>> retired;
     std::mt19937_64 seed_source{std::random_device{}()};
     std::thread thread;
 
@@ -114,7 +129,11 @@ struct Engine::Impl {
     void abort_request(const std::string& id, FinishReason reason, const std::string& error = "");
     void finish_seq(Sequence* seq, FinishReason reason, const std::string& error = "");
     void sample_and_emit(Sequence* seq, std::span<float> logits);
-    void emit(Sequence* seq, const SampledToken& tok);
+    // Appends tok to seq (index < 0) or fills placeholder tokens[index], then streams it and finishes seq if it stops.
+    void emit(Sequence* seq, const SampledToken& tok, int index = -1);
+    void process_inflight();  // waits for the in-flight step's ids and emits them
+    void retire(Sequence* seq);
+    void free_retired();
     void fork(Sequence* parent);
     void publish_stats();
     void publish_occupancy();  // queue lengths and KV blocks in use, before a finished event goes out
@@ -158,6 +177,8 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const
     m.host_row.resize(size_t(mc.n_vocab));
     m.stats.n_kv_blocks = n_blocks;
     m.stats.kv_tokens_capacity = n_blocks * config.block_size;
+    m.async = config.async_scheduling == AsyncScheduling::On ||
+              (config.async_scheduling == AsyncScheduling::Auto && model.backend().device() != Device::Cpu);
     m.thread = std::thread([&m] { m.loop(); });
 }
 
@@ -259,7 +280,9 @@ void Engine::Impl::loop() {
         std::vector<std::string> new_aborts;
         {
             std::unique_lock<std::mutex> lock(mutex);
-            wake.wait(lock, [&] { return stopping || !incoming.empty() || !aborts.empty() || scheduler->has_work(); });
+            wake.wait(lock, [&] {
+                return stopping || !incoming.empty() || !aborts.empty() || scheduler->has_work() || inflight;
+            });
             if (stopping) break;
             new_requests.swap(incoming);
             new_aborts.swap(aborts);
@@ -275,7 +298,7 @@ void Engine::Impl::loop() {
             }
         }
         try {
-            if (scheduler->has_work()) step();
+            if (scheduler->has_work() || inflight) step();
         } catch (const std::exception& e) {
             spdlog::error("engine step failed: {}", e.what());
             std::vector<std::string> all;
@@ -290,6 +313,14 @@ void Engine::Impl::loop() {
     std::vector<std::string> all;
     for (const auto& [rid, _] : requests) all.push_back(rid);
     for (const std::string& rid : all) abort_request(rid, FinishReason::Abort);
+    try {
+        if (inflight) process_inflight();  // its sequences are finished: nothing is emitted
+        model.backend().synchronize();
+    } catch (const std::exception& e) {
+        spdlog::error("engine shutdown: {}", e.what());
+    }
+    inflight.reset();
+    retired.clear();
     publish_stats();
 }
 
@@ -355,7 +386,18 @@ void Engine::Impl::finish_seq(Sequence* seq, FinishReason reason, const std::str
         if (req->n_live == 0) stats.n_requests_finished++;
     }
     if (req->n_live == 0) requests.erase(req->request.request_id);
-    seqs.erase(seq->seq_id);
+    retire(seq);
+}
+
+void Engine::Impl::retire(Sequence* seq) {
+    auto it = seqs.find(seq->seq_id);
+    if (it == seqs.end()) return;
+    retired.emplace_back(n_launched, std::move(it->second));
+    seqs.erase(it);
+}
+
+void Engine::Impl::free_retired() {
+    std::erase_if(retired, [&](const auto& r) { return r.first <= n_processed; });
 }
 
 void Engine::Impl::abort_request(const std::string& id, FinishReason reason, const std::string& error) {
@@ -402,10 +444,17 @@ void Engine::Impl::sample_and_emit(Sequence* seq, std::span<float> logits) {
     emit(seq, seq->sampler->sample(logits, prompt, output));
 }
 
-void Engine::Impl::emit(Sequence* seq, const SampledToken& tok) {
+void Engine::Impl::emit(Sequence* seq, const SampledToken& tok, int index) {
     const GenerationRequest& r = seq->request->request;
     const SamplingParams& p = r.params;
-    seq->tokens.push_back(tok.token);
+    if (index < 0) {
+        seq->tokens.push_back(tok.token);
+        index = seq->n_tokens() - 1;
+    } else {
+        seq->tokens[size_t(index)] = tok.token;
+        if (seq->pending_index == index) seq->pending_index = seq->pending_row = -1;
+    }
+    const int n_known = index + 1;  // tokens known on the host (a later step's placeholder may follow)
     {
         std::lock_guard<std::mutex> lock(mutex);
         stats.n_generation_tokens++;
@@ -421,11 +470,13 @@ void Engine::Impl::emit(Sequence* seq, const SampledToken& tok) {
     out.text = std::move(d.text);
     FinishReason reason = FinishReason::None;
     if (eos || stop_id || d.stopped) reason = FinishReason::Stop;
-    else if (seq->n_output() >= p.max_tokens || seq->n_tokens() >= max_model_len) reason = FinishReason::Length;
+    else if (n_known - seq->n_prompt >= p.max_tokens || n_known >= max_model_len) reason = FinishReason::Length;
     if (reason == FinishReason::None) {
         seq->request->on_output(out);
         return;
     }
+    seq->tokens.resize(size_t(n_known));  // a token drawn after the stop is dropped
+    seq->pending_index = seq->pending_row = -1;
     // The finishing event carries this token too.
     RequestOutput last = std::move(out);
     last.text += seq->text->finish();
@@ -446,13 +497,32 @@ void Engine::Impl::emit(Sequence* seq, const SampledToken& tok) {
         std::lock_guard<std::mutex> lock(mutex);
         stats.n_requests_finished++;
     }
-    seqs.erase(seq->seq_id);
+    retire(seq);
+}
+
+void Engine::Impl::process_inflight() {
+    InflightStep st = std::move(*inflight);
+    inflight.reset();
+    host_ids.resize(st.rows.size());
+    model.backend().finish_readback(st.ticket, host_ids.data());
+    for (size_t r = 0; r < st.rows.size(); r++) {
+        auto [seq, index] = st.rows[r];
+        if (seq->status == SeqStatus::Finished) continue;  // stopped at an earlier step, or aborted
+        SampledToken tok;
+        tok.token = host_ids[r];
+        emit(seq, tok, index);
+    }
+    n_processed = st.id;
 }
 
 void Engine::Impl::step() {
     const auto t_start = std::chrono::steady_clock::now();
     StepPlan plan = scheduler->schedule();
-    if (plan.empty()) return;
+    if (plan.empty()) {
+        if (inflight) process_inflight();  // the last launched step: its ids still have to be emitted
+        free_retired();
+        return;
+    }
     // Decode-only steps (every sequence computes one token and samples it) are timed on their own: their rate is the
     // engine's decode throughput at that batch size.
     bool decode_only = true;
@@ -475,18 +545,28 @@ void Engine::Impl::step() {
     model::StepInput in;
     for (const ScheduledSeq& s : plan.seqs) {
         Sequence* seq = s.seq;
+        const int first = in.n_tokens();
         in.add_sequence(std::span<const int32_t>(seq->tokens.data() + seq->n_computed, size_t(s.n_new)), seq->n_computed,
                         seq->block_table, config.block_size,
                         s.sample ? model::StepInput::Logits::Last : model::StepInput::Logits::None);
+        // A token the in-flight step is drawing is fed from its id buffer on the device.
+        if (seq->pending_index >= seq->n_computed && seq->pending_index < seq->n_computed + s.n_new) {
+            OSP_CHECK(inflight, "sequence {} waits for a token no step is drawing", seq->seq_id);
+            const int pos = first + seq->pending_index - seq->n_computed;
+            in.tokens[size_t(pos)] = 0;
+            in.device_token_pos.push_back(pos);
+            in.device_token_row.push_back(seq->pending_row);
+        }
     }
+    if (!in.device_token_pos.empty())
+        in.device_tokens = step_ids[inflight->buf].view(DType::I32, {int64_t(inflight->rows.size())});
     const Tensor logits = model.forward(in, *kv_cache);
-    scheduler->commit(plan);
+    const uint64_t step_id = ++n_launched;
     {
         std::lock_guard<std::mutex> lock(mutex);
         stats.n_steps++;
     }
     const int64_t n_vocab = logits.cols(), n_rows = logits.rows();
-    if (n_rows == 0) return;
     // Rows that need nothing but temperature, top-k/p, min-p and a seed are sampled where the logits are and only
     // their ids come back; the others (penalties, logprobs, a pending fork) come to the host in one copy. Which
     // path a row takes depends only on its own request, and both draw the same token (Sampler::device_row).
@@ -506,13 +586,54 @@ void Engine::Impl::step() {
             any_host = any_host || !on_device;
         }
     }
-    if (any_device) {
-        if (sampled_ids.n_bytes() < size_t(n_rows) * 4) sampled_ids = be.alloc(size_t(n_rows) * 4);
+    auto draw_on_device = [&](const backend::Buffer& ids) {
         if (row_params.n_bytes() < size_t(n_rows) * sizeof(backend::SamplingRow))
             row_params = be.alloc(size_t(n_rows) * sizeof(backend::SamplingRow));
         be.copy_from_host(row_params.data(), device_rows.data(), size_t(n_rows) * sizeof(backend::SamplingRow));
-        const Tensor ids(sampled_ids.data(), DType::I32, {n_rows}, be.device());
-        be.sample_rows(ids, logits, row_params.view(DType::I32, {n_rows, 8}));
+        be.sample_rows(ids.view(DType::I32, {n_rows}), logits, row_params.view(DType::I32, {n_rows, 8}));
+    };
+
+    if (async && !any_host) {
+        // Launch the draw, leave placeholders for its ids, and emit the previous step's ids while the device works.
+        InflightStep next;
+        next.id = step_id;
+        next.buf = inflight ? inflight->buf ^ 1 : 0;
+        if (n_rows > 0) {
+            backend::Buffer& ids = step_ids[next.buf];
+            if (ids.n_bytes() < size_t(n_rows) * 4) {
+                if (inflight) process_inflight();  // its ids may live in the buffer about to be replaced
+                ids = be.alloc(size_t(std::max<int64_t>(n_rows, 256)) * 4);
+            }
+            draw_on_device(ids);
+            next.ticket = be.begin_readback(ids.data(), size_t(n_rows) * 4);
+            int row = 0;
+            for (const ScheduledSeq& s : plan.seqs) {
+                if (!s.sample) continue;
+                Sequence* seq = s.seq;
+                seq->tokens.push_back(kPendingToken);
+                seq->pending_index = seq->n_tokens() - 1;
+                seq->pending_row = row++;
+                next.rows.emplace_back(seq, seq->pending_index);
+            }
+        }
+        if (inflight) process_inflight();
+        scheduler->commit(plan);  // after the previous step's ids filled this step's inputs (block hashes)
+        if (n_rows > 0) inflight = std::move(next);
+        else n_processed = step_id;
+        free_retired();
+        return;
+    }
+
+    if (inflight) process_inflight();
+    scheduler->commit(plan);
+    if (n_rows == 0) {
+        n_processed = step_id;
+        free_retired();
+        return;
+    }
+    if (any_device) {
+        if (sampled_ids.n_bytes() < size_t(n_rows) * 4) sampled_ids = be.alloc(size_t(n_rows) * 4);
+        draw_on_device(sampled_ids);
         host_ids.resize(size_t(n_rows));
         be.copy_to_host(host_ids.data(), sampled_ids.data(), size_t(n_rows) * 4);
     }
@@ -525,6 +646,7 @@ void Engine::Impl::step() {
         if (!s.sample) continue;
         Sequence* seq = s.seq;
         const int r = row++;
+        if (seq->status == SeqStatus::Finished) continue;  // stopped in the previous step: this row is dropped
         if (row_on_device[size_t(r)]) {
             SampledToken tok;
             tok.token = host_ids[size_t(r)];
@@ -544,6 +666,8 @@ void Engine::Impl::step() {
         }
         sample_and_emit(seq, std::span<float>(const_cast<float*>(src), size_t(n_vocab)));
     }
+    n_processed = step_id;
+    free_retired();
 }
 
 void Engine::Impl::publish_occupancy() {

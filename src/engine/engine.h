@@ -31,6 +31,11 @@ class Model;
 namespace osprey::engine {
 
 enum class SchedulingPolicy { Continuous, Static };  // static: fill a batch, run it to completion (baseline only)
+// Async scheduling: while the device runs step N, the engine thread schedules and launches step N+1 (its decode
+// inputs are the ids step N draws, fed on the device) and only then waits for step N's ids and emits them. A
+// sequence that stops at step N has computed one token too many in step N+1, which is dropped. Auto: on for a
+// device backend, off on the CPU (whose ops run synchronously: nothing to overlap).
+enum class AsyncScheduling { Auto, On, Off };
 
 struct EngineConfig {
     int max_num_seqs = 64;              // running sequences at once
@@ -44,6 +49,7 @@ struct EngineConfig {
                                           // activations and the KV pool); the pool gets what is left of it
     bool enable_prefix_caching = true;
     SchedulingPolicy scheduling = SchedulingPolicy::Continuous;
+    AsyncScheduling async_scheduling = AsyncScheduling::Auto;
     int max_waiting_requests = 1024;    // admission queue limit: submit() beyond it is rejected (HTTP 429)
     int max_n = 16;                     // parallel samples per request
 

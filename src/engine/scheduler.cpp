@@ -160,6 +160,7 @@ void Scheduler::commit(const StepPlan& plan) {
     const int bs = config_.block_size;
     for (const ScheduledSeq& s : plan.seqs) {
         Sequence* seq = s.seq;
+        if (seq->status == SeqStatus::Finished) continue;  // stopped (or aborted) while the step ran
         seq->n_computed += s.n_new;
         if (!config_.enable_prefix_caching) continue;
         // Register blocks that became full (their tokens are all computed).

@@ -39,6 +39,10 @@ struct Sequence {
     std::shared_ptr<RequestState> request;
     FinishReason finish_reason = FinishReason::None;
     int n_preemptions = 0;
+    // Async scheduling: tokens[pending_index] is a placeholder for the id a launched step draws on the device, in
+    // row pending_row of that step's id buffer (pending_index -1: none).
+    int pending_index = -1;
+    int pending_row = -1;
 
     int n_tokens() const { return int(tokens.size()); }
     int n_output() const { return n_tokens() - n_prompt; }

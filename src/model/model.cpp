@@ -83,6 +83,7 @@ struct Model::Workspace {
     backend::Buffer x, h, q, k, v, attn, o, gate, up;  // activations
     backend::Buffer logits_in, logits;
     backend::Buffer ids, positions, slots, query_start, seq_lens, block_tables, logit_rows;  // i32 metadata
+    backend::Buffer device_token_pos, device_token_row;  // StepInput's device tokens [<= cap_tokens]
     std::vector<int32_t> host_tables;
     std::vector<int32_t> host_ids, host_positions, host_slots, host_starts, host_lens, host_rows;  // padded decode
     std::map<std::pair<int, int>, DecodeGraph> graphs;  // by (padded batch, context bucket)
@@ -265,6 +266,8 @@ void Model::reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows) 
         ws.gate = f32(int64_t(n) * c.d_ff);
         ws.up = f32(int64_t(n) * c.d_ff);
         ws.ids = f32(n);
+        ws.device_token_pos = f32(n);
+        ws.device_token_row = f32(n);
         ws.positions = f32(n);
         ws.slots = f32(n);
         ws.cap_tokens = n;
@@ -285,6 +288,17 @@ void Model::reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows) 
         ws.cap_logits = n_logit_rows;
         ws.epoch++;
     }
+}
+
+// The step's placeholder tokens replaced by ids the previous step drew on the device.
+void Model::fill_device_tokens(const StepInput& in, const Tensor& ids) {
+    if (in.device_token_pos.empty()) return;
+    OSP_CHECK(in.device_token_pos.size() == in.device_token_row.size() && in.device_tokens.numel() > 0,
+              "device tokens: {} positions, {} rows", in.device_token_pos.size(), in.device_token_row.size());
+    Workspace& ws = *ws_;
+    const Tensor pos = upload_i32(ws.device_token_pos, in.device_token_pos);
+    const Tensor rows = upload_i32(ws.device_token_row, in.device_token_row);
+    backend_.copy_indexed_i32(ids, pos, in.device_tokens, rows);
 }
 
 // v uploaded into b, as an I32 tensor of v.size() (an empty tensor for an empty v).
@@ -320,6 +334,7 @@ Model::StepTensors Model::upload_step(const StepInput& in) {
     backend_.copy_from_host(ws.block_tables.data(), ws.host_tables.data(), ws.host_tables.size() * 4);
     batch.block_tables = ws.block_tables.view(DType::I32, {n_seqs, max_blocks});
     st.ids = upload_i32(ws.ids, in.tokens);
+    fill_device_tokens(in, st.ids);
     st.logit_rows = upload_i32(ws.logit_rows, in.logit_rows);
     st.n_logits = n_logits;
     return st;
@@ -361,6 +376,7 @@ Model::StepTensors Model::upload_padded_decode(const StepInput& in, int batch, i
     backend_.copy_from_host(ws.block_tables.data(), ws.host_tables.data(), ws.host_tables.size() * 4);
     b.block_tables = ws.block_tables.view(DType::I32, {batch, stride});
     st.ids = upload_i32(ws.ids, padded(ws.host_ids, in.tokens, 0));
+    fill_device_tokens(in, st.ids);  // before the graph runs, in stream order
     st.logit_rows = upload_i32(ws.logit_rows, ws.host_rows);
     st.n_logits = batch;
     return st;

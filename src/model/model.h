@@ -85,6 +85,7 @@ class Model {
     void reserve(int n_tokens, int n_seqs, int max_blocks, int n_logit_rows);
     Tensor upload_i32(const backend::Buffer& b, const std::vector<int32_t>& v);
     StepTensors upload_step(const StepInput& in);
+    void fill_device_tokens(const StepInput& in, const Tensor& ids);
     StepTensors upload_padded_decode(const StepInput& in, int batch, int context_bucket, int block_size);
     void run_layers(const StepTensors& step, kv::PagedKvCache& kv_cache);
     bool is_graph_decode(const StepInput& in) const;

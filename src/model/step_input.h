@@ -9,6 +9,8 @@
 #include <span>
 #include <vector>
 
+#include "core/tensor.h"
+
 namespace osprey::model {
 
 struct StepInput {
@@ -19,6 +21,11 @@ struct StepInput {
     std::vector<int32_t> seq_lens;      // [n_seqs]
     std::vector<std::vector<int32_t>> block_tables;  // [n_seqs][n_blocks of that sequence]
     std::vector<int32_t> logit_rows;    // token rows whose logits are computed, in output order
+    // Tokens not known on the host yet (drawn by the previous step on the device): tokens[device_token_pos[k]] is
+    // a placeholder, replaced on the device by device_tokens[device_token_row[k]] (i32 ids on the model's backend).
+    std::vector<int32_t> device_token_pos;
+    std::vector<int32_t> device_token_row;
+    Tensor device_tokens;
 
     StepInput() { query_start.push_back(0); }
 

@@ -77,6 +77,55 @@ class PinnedStaging {
     size_t used_ = 0;
 };
 
+// Device-to-host copies that do not wait (Backend::begin_readback): a ring of pinned slots, each with the event
+// recorded after its copy. A slot is reused only after its previous readback was finished.
+class ReadbackRing {
+  public:
+    static constexpr int kSlots = 4;
+    ReadbackRing() {
+        for (Slot& s : slots_) OSP_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    }
+    ~ReadbackRing() {
+        for (Slot& s : slots_) {
+            cudaEventDestroy(s.done);
+            if (s.host) cudaFreeHost(s.host);
+        }
+    }
+    ReadbackRing(const ReadbackRing&) = delete;
+    ReadbackRing& operator=(const ReadbackRing&) = delete;
+
+    uint64_t begin(const void* src, size_t n, cudaStream_t stream) {
+        OSP_CHECK(next_ - finished_ < kSlots, "more than {} readbacks in flight", kSlots);
+        Slot& s = slots_[next_ % kSlots];
+        if (s.capacity < n) {
+            if (s.host) OSP_CUDA_CHECK(cudaFreeHost(s.host));
+            s.host = nullptr;
+            s.capacity = std::max<size_t>(n, 4096);
+            OSP_CUDA_CHECK(cudaMallocHost(&s.host, s.capacity));
+        }
+        s.n = n;
+        OSP_CUDA_CHECK(cudaMemcpyAsync(s.host, src, n, cudaMemcpyDeviceToHost, stream));
+        OSP_CUDA_CHECK(cudaEventRecord(s.done, stream));
+        return next_++;
+    }
+    void finish(uint64_t ticket, void* dst) {
+        OSP_CHECK(ticket == finished_ && ticket < next_, "readback {} finished out of order", ticket);
+        Slot& s = slots_[ticket % kSlots];
+        OSP_CUDA_CHECK(cudaEventSynchronize(s.done));
+        std::memcpy(dst, s.host, s.n);
+        finished_++;
+    }
+
+  private:
+    struct Slot {
+        void* host = nullptr;
+        size_t capacity = 0, n = 0;
+        cudaEvent_t done = nullptr;
+    };
+    Slot slots_[kSlots];
+    uint64_t next_ = 0, finished_ = 0;
+};
+
 // An instantiated CUDA graph of one backend's stream.
 class CudaGraph final : public OpGraph {
   public:
@@ -104,12 +153,14 @@ class CudaBackend final : public Backend {
         OSP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
         gemm_ = std::make_unique<Gemm>(stream_);
         staging_ = std::make_unique<PinnedStaging>();
+        readbacks_ = std::make_unique<ReadbackRing>();
     }
 
     ~CudaBackend() override {
         cudaSetDevice(device_);
         if (stream_) cudaStreamSynchronize(stream_);
         gemm_.reset();
+        readbacks_.reset();
         staging_.reset();
         if (stream_) cudaStreamDestroy(stream_);
     }
@@ -155,6 +206,14 @@ class CudaBackend final : public Backend {
     void synchronize() override {
         bind();
         OSP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    uint64_t begin_readback(const void* src, size_t n) override {
+        bind();
+        return readbacks_->begin(src, n, stream_);
+    }
+    void finish_readback(uint64_t ticket, void* dst) override {
+        bind();
+        readbacks_->finish(ticket, dst);
     }
 
     std::pair<size_t, size_t> device_memory() const override {
@@ -385,6 +444,16 @@ class CudaBackend final : public Backend {
         OSP_CUDA_CHECK_LAUNCH();
     }
 
+    void copy_indexed_i32(Tensor dst, const Tensor& dst_index, const Tensor& src, const Tensor& src_index) override {
+        bind();
+        const OpProfiler::Scope prof(&profiler_, "copy_indexed_i32", stream_);
+        OSP_CHECK(dst_index.numel() == src_index.numel(), "copy_indexed_i32: {} destinations for {} sources",
+                  dst_index.numel(), src_index.numel());
+        launch_copy_indexed_i32(dst.as<int32_t>(), dst_index.as<int32_t>(), src.as<int32_t>(), src_index.as<int32_t>(),
+                                dst_index.numel(), stream_);
+        OSP_CUDA_CHECK_LAUNCH();
+    }
+
     void gather_rows(Tensor out, const Tensor& x, const Tensor& rows) override {
         bind();
         const OpProfiler::Scope prof(&profiler_, "gather_rows", stream_);
@@ -482,6 +551,7 @@ class CudaBackend final : public Backend {
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;
     std::unique_ptr<PinnedStaging> staging_;
+    std::unique_ptr<ReadbackRing> readbacks_;
     DeviceScratch fused_out_;
     std::atomic<size_t> allocated_{0};
     uint64_t capture_epoch_ = 0;

@@ -72,6 +72,21 @@ void launch_gather_rows(float* out, const float* x, const int32_t* rows, int64_t
 
 namespace {
 
+__global__ void copy_indexed_i32_kernel(int32_t* dst, const int32_t* dst_index, const int32_t* src,
+                                        const int32_t* src_index, int64_t n) {
+    const int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (k < n) dst[dst_index[k]] = src[src_index[k]];
+}
+
+}  // namespace
+
+void launch_copy_indexed_i32(int32_t* dst, const int32_t* dst_index, const int32_t* src, const int32_t* src_index,
+                             int64_t n, cudaStream_t stream) {
+    if (n > 0) copy_indexed_i32_kernel<<<grid_1d(n, 256), 256, 0, stream>>>(dst, dst_index, src, src_index, n);
+}
+
+namespace {
+
 // (value, index) with the larger value, or the smaller index on equal values: the host sampler's first maximum.
 __device__ __forceinline__ void arg_better(float& v, int& i, float ov, int oi) {
     if (ov > v || (ov == v && oi < i)) v = ov, i = oi;

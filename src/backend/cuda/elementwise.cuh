@@ -16,6 +16,9 @@ void launch_scale(float* x, int64_t n, float s, float softcap, cudaStream_t stre
 // out[i, :] = x[rows[i], :] for out [n_rows, d].
 void launch_gather_rows(float* out, const float* x, const int32_t* rows, int64_t n_rows, int64_t d,
                         cudaStream_t stream);
+// dst[dst_index[k]] = src[src_index[k]] for k < n.
+void launch_copy_indexed_i32(int32_t* dst, const int32_t* dst_index, const int32_t* src, const int32_t* src_index,
+                             int64_t n, cudaStream_t stream);
 
 // ids[r] = first index of the maximum of logits row r (one block per row; ties go to the smaller index).
 // Columns of src [rows, sum of n] into parts: out[p] [rows, n[p]] = src[:, first column of p ...].

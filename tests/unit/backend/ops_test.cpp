@@ -9,6 +9,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
 #include "unit/backend/backend_test_util.h"
 
 using namespace osprey;
@@ -295,4 +296,30 @@ TEST(CpuOps, ExpSubSumMatchesStdExp) {
             EXPECT_NEAR(sum, ref_sum, 1e-6 * ref_sum) << isa << " n=" << n;
         }
     }
+}
+
+// Async scheduling's helpers, in their default (host) form: dst[dst_index[k]] = src[src_index[k]], and readbacks
+// finished in order, each returning the bytes as they were when it began.
+TEST(CpuOps, CopyIndexedI32AndReadbacks) {
+    auto be = make_cpu_backend(1);
+    std::vector<int32_t> dst(40), src(25), di = {7, 0, 39, 12}, si = {24, 3, 3, 0};
+    std::iota(dst.begin(), dst.end(), -100);
+    for (size_t i = 0; i < src.size(); i++) src[i] = int32_t(1000 + 7 * i);
+    std::vector<int32_t> expect = dst;
+    for (size_t k = 0; k < di.size(); k++) expect[size_t(di[k])] = src[size_t(si[k])];
+    be->copy_indexed_i32(i32(dst), i32(di), i32(src), i32(si));
+    EXPECT_EQ(dst, expect);
+    std::vector<int32_t> bad = {40};
+    std::vector<int32_t> zero = {0};
+    EXPECT_THROW(be->copy_indexed_i32(i32(dst), i32(bad), i32(src), i32(zero)), Error);
+
+    std::vector<int32_t> a = {1, 2, 3}, got_a(3), got_b(3);
+    const uint64_t ta = be->begin_readback(a.data(), 12);
+    a = {4, 5, 6};
+    const uint64_t tb = be->begin_readback(a.data(), 12);
+    EXPECT_THROW(be->finish_readback(tb, got_b.data()), Error);  // out of order
+    be->finish_readback(ta, got_a.data());
+    be->finish_readback(tb, got_b.data());
+    EXPECT_EQ(got_a, (std::vector<int32_t>{1, 2, 3}));
+    EXPECT_EQ(got_b, (std::vector<int32_t>{4, 5, 6}));
 }

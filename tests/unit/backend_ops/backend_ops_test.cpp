@@ -335,6 +335,40 @@ TEST_F(BackendOps, Elementwise) {
     expect_close("gather_rows", "5 of 33 rows, repeats", gather(gpu()), expect, 0.0);
 }
 
+// ---------------------------------------------------------------- async scheduling helpers
+
+// copy_indexed_i32 feeds the ids one step drew into the next step's tokens; begin/finish_readback read ids back
+// without waiting for work launched after them.
+TEST_F(BackendOps, CopyIndexedI32AndReadback) {
+    const std::vector<int32_t> src = random_ints(300, 0, 128256, 61);
+    std::vector<int32_t> dst0(1000), di(256), si(256);
+    for (size_t i = 0; i < dst0.size(); i++) dst0[i] = int32_t(i);
+    for (size_t k = 0; k < di.size(); k++) di[k] = int32_t((k * 37) % 1000), si[k] = int32_t((k * 11) % 300);
+    std::vector<int32_t> expect = dst0;
+    for (size_t k = 0; k < di.size(); k++) expect[size_t(di[k])] = src[size_t(si[k])];
+    DevTensor dst(gpu(), DType::I32, {1000}, dst0.data()), s(gpu(), DType::I32, {300}, src.data());
+    DevTensor d_idx(gpu(), DType::I32, {256}, di.data()), s_idx(gpu(), DType::I32, {256}, si.data());
+    gpu().copy_indexed_i32(dst.t, d_idx.t, s.t, s_idx.t);
+    EXPECT_EQ(dst.get<int32_t>(), expect);
+    EXPECT_TRUE(dst.guards_intact());
+
+    // Two readbacks, each followed by more work on the stream that overwrites the source: each returns the bytes
+    // of its own point in the stream.
+    std::vector<int32_t> si2(256);
+    for (size_t k = 0; k < si2.size(); k++) si2[k] = int32_t((k * 13 + 5) % 300);
+    DevTensor s_idx2(gpu(), DType::I32, {256}, si2.data());
+    const uint64_t t1 = gpu().begin_readback(dst.t.data, 1000 * 4);
+    gpu().copy_indexed_i32(dst.t, d_idx.t, s.t, s_idx2.t);  // di are distinct: no two writes to one slot
+    const uint64_t t2 = gpu().begin_readback(dst.t.data, 1000 * 4);
+    std::vector<int32_t> after = expect;
+    for (size_t k = 0; k < di.size(); k++) after[size_t(di[k])] = src[size_t(si2[k])];
+    std::vector<int32_t> got1(1000), got2(1000);
+    gpu().finish_readback(t1, got1.data());
+    gpu().finish_readback(t2, got2.data());
+    EXPECT_EQ(got1, expect);
+    EXPECT_EQ(got2, after);
+}
+
 // ---------------------------------------------------------------- kv_write
 
 TEST_F(BackendOps, KvWrite) {

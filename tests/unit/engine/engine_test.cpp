@@ -50,8 +50,9 @@ const std::vector<std::string> kPrompts = {
     "My favourite programming language is",
 };
 
-EngineConfig small_config() {
+EngineConfig small_config(AsyncScheduling async = AsyncScheduling::Off) {
     EngineConfig c;
+    c.async_scheduling = async;
     c.max_num_seqs = 8;
     c.max_num_batched_tokens = 64;
     c.max_model_len = 256;
@@ -74,12 +75,18 @@ int blocks_used_when_idle(Engine& e) {
     return e.stats().n_kv_blocks_used;
 }
 
+// Every engine test runs with and without async scheduling (on the CPU too: the same bookkeeping, without overlap).
+class EngineModes : public ::testing::TestWithParam<AsyncScheduling> {};
+
 #define SKIP_WITHOUT_MODEL() \
     if (!std::filesystem::exists(model_path())) GTEST_SKIP() << "model not fetched: " << model_path()
 
 }  // namespace
 
-TEST(Engine, BatchedGreedyEqualsAloneAndPreemptionIsTransparent) {
+INSTANTIATE_TEST_SUITE_P(Sync, EngineModes, ::testing::Values(AsyncScheduling::Off));
+INSTANTIATE_TEST_SUITE_P(Async, EngineModes, ::testing::Values(AsyncScheduling::On));
+
+TEST_P(EngineModes, BatchedGreedyEqualsAloneAndPreemptionIsTransparent) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
     std::vector<GenerationRequest> reqs;
@@ -91,7 +98,7 @@ TEST(Engine, BatchedGreedyEqualsAloneAndPreemptionIsTransparent) {
         EXPECT_EQ(blocks_used_when_idle(e), 0);
     }
     {
-        Engine e(*L.m.model, *L.m.tokenizer, small_config());
+        Engine e(*L.m.model, *L.m.tokenizer, small_config(GetParam()));
         const auto together = run_concurrently(e, reqs);
         for (size_t i = 0; i < reqs.size(); i++) {
             EXPECT_EQ(together[i].token_ids, alone[i].token_ids) << kPrompts[i];
@@ -101,7 +108,7 @@ TEST(Engine, BatchedGreedyEqualsAloneAndPreemptionIsTransparent) {
     }
     {
         // A pool of 3 blocks x 16 tokens... at least one max_model_len sequence: 5 blocks of 16 for 80 tokens.
-        EngineConfig tiny = small_config();
+        EngineConfig tiny = small_config(GetParam());
         tiny.max_model_len = 80;
         tiny.block_size = 16;
         const model::ModelConfig& c = L.m.model->config();
@@ -114,10 +121,10 @@ TEST(Engine, BatchedGreedyEqualsAloneAndPreemptionIsTransparent) {
     }
 }
 
-TEST(Engine, PrefixCacheReusesBlocksAndChangesNothing) {
+TEST_P(EngineModes, PrefixCacheReusesBlocksAndChangesNothing) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
-    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    Engine e(*L.m.model, *L.m.tokenizer, small_config(GetParam()));
     std::string system = "You are a helpful assistant. ";
     for (int i = 0; i < 6; i++) system += "Answer briefly and precisely, citing facts. ";
     const auto a = generate_blocking(e, request("a", system + "Question: what is 2+2?", 12))[0];
@@ -128,10 +135,10 @@ TEST(Engine, PrefixCacheReusesBlocksAndChangesNothing) {
     EXPECT_GT(e.stats().prefix_cache_hits, 0);
 }
 
-TEST(Engine, ParallelSamplingIsSeededAndSharesThePrompt) {
+TEST_P(EngineModes, ParallelSamplingIsSeededAndSharesThePrompt) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
-    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    Engine e(*L.m.model, *L.m.tokenizer, small_config(GetParam()));
     GenerationRequest r = request("n", "Write a word:", 16);
     r.n = 3;
     r.params.temperature = 1.0f;
@@ -148,10 +155,10 @@ TEST(Engine, ParallelSamplingIsSeededAndSharesThePrompt) {
     EXPECT_EQ(blocks_used_when_idle(e), 0);
 }
 
-TEST(Engine, StopStringsEndGenerationAndAreNotEmitted) {
+TEST_P(EngineModes, StopStringsEndGenerationAndAreNotEmitted) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
-    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    Engine e(*L.m.model, *L.m.tokenizer, small_config(GetParam()));
     const auto free_run = generate_blocking(e, request("f", "1, 2, 3, 4,", 20))[0];
     ASSERT_NE(free_run.text.find("6"), std::string::npos) << free_run.text;
     GenerationRequest r = request("s", "1, 2, 3, 4,", 20);
@@ -166,10 +173,10 @@ TEST(Engine, StopStringsEndGenerationAndAreNotEmitted) {
     EXPECT_LT(st.kv_slots_allocated - st.kv_slots_used, st.kv_slots_allocated);
 }
 
-TEST(Engine, AbortFreesBlocksAndContextOverflowIsAnError) {
+TEST_P(EngineModes, AbortFreesBlocksAndContextOverflowIsAnError) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
-    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    Engine e(*L.m.model, *L.m.tokenizer, small_config(GetParam()));
     std::promise<FinishReason> done;
     std::atomic<int> n_events{0};
     GenerationRequest r = request("x", "Tell me a long story about dragons.", 200);
@@ -192,10 +199,10 @@ TEST(Engine, AbortFreesBlocksAndContextOverflowIsAnError) {
 // Rows without penalties or logprobs are drawn by the backend (sample_rows: only ids come back); a request that
 // asks for logprobs goes through the host Sampler. Both must pick the same tokens, alone and mixed in one batch,
 // greedy and with seeded temperature / top-k / top-p sampling.
-TEST(Engine, DeviceSamplingPathEqualsTheHostSampler) {
+TEST_P(EngineModes, DeviceSamplingPathEqualsTheHostSampler) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
-    Engine e(*L.m.model, *L.m.tokenizer, small_config());
+    Engine e(*L.m.model, *L.m.tokenizer, small_config(GetParam()));
     for (const bool greedy : {true, false}) {
         SCOPED_TRACE(greedy ? "greedy" : "sampled");
         std::vector<GenerationRequest> plain, with_logprobs;
