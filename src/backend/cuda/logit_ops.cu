@@ -1,11 +1,11 @@
 // Penalties and log-probabilities on the device (see backend/sampling.h for the rules).
 // - apply_penalties: one block per row, one thread per (distinct) history entry; the float operations are the
 //   host's, each rounded once (apply_penalties_entry), so the row matches the host sampler's bit for bit.
-// - row_logprobs: one block of 512 threads per row. One pass keeps the row maximum and each thread's best n
-//   (value, id) keys in registers (a sorted list, insertion by compare-swap); a second pass sums exp(double(l - m))
-//   in double, per thread in id-stride order and then a fixed butterfly tree, so the result is deterministic and
-//   differs from the host's sequential double sum only by the summation order (the float lse agrees to ~1 ulp). The
-//   top n are merged by n rounds of a block-wide maximum over the threads' list heads.
+// - row_logprobs: one block of 512 threads per row. One pass keeps the row maximum and each warp's best n
+//   (value, id) keys, one per lane (a candidate is ranked only when it beats the warp's n-th best, so after the
+//   first batches almost none are); a second pass sums exp(double(l - m)) in double, per thread in id-stride order
+//   and then a fixed butterfly tree, so the result is deterministic and differs from the host's sequential double
+//   sum only by the summation order (the float lse agrees to ~1 ulp). Warp 0 merges the warps' lists.
 // - token_logprobs: one thread per row.
 #include <cfloat>
 #include <cmath>
@@ -39,9 +39,6 @@ __device__ T block_reduce(T v, T* scratch, T identity, Op op) {
 struct MaxF {
     __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
-struct MaxU64 {
-    __device__ unsigned long long operator()(unsigned long long a, unsigned long long b) const { return a > b ? a : b; }
-};
 struct AddD {
     __device__ double operator()(double a, double b) const { return a + b; }
 };
@@ -58,41 +55,67 @@ __global__ void __launch_bounds__(kPenaltyThreads) apply_penalties_kernel(float*
         apply_penalties_entry(row, V, entries[2 * i], entries[2 * i + 1], p);
 }
 
-// K: the capacity of each thread's list (>= n); K == 0: only the log-sum-exp.
-template <int K>
+// A warp's best keys so far, one per lane, descending (lane 0 the best; empty slots 0). The top n are lanes
+// [0, n); lanes past n only hold what was pushed down.
+struct WarpTop {
+    unsigned long long key = 0;
+
+    // Inserts c (the same value in every lane) if it beats the n-th best. Keys are unique.
+    __device__ void insert(unsigned long long c, int n) {
+        const int lane = threadIdx.x & 31;
+        if (c <= __shfl_sync(0xffffffffu, key, n - 1)) return;
+        const int pos = __popc(__ballot_sync(0xffffffffu, key > c));
+        const unsigned long long up = __shfl_up_sync(0xffffffffu, key, 1);
+        if (lane == pos) key = c;
+        else if (lane > pos) key = up;
+    }
+    // Offers each lane's k: the lanes whose k beats the n-th best are inserted one at a time.
+    __device__ void offer(unsigned long long k, int n) {
+        unsigned mask = __ballot_sync(0xffffffffu, k > __shfl_sync(0xffffffffu, key, n - 1));
+        while (mask) {
+            const int src = __ffs(mask) - 1;
+            mask &= mask - 1;
+            insert(__shfl_sync(0xffffffffu, k, src), n);
+        }
+    }
+};
+
 __global__ void __launch_bounds__(kLogprobThreads) row_logprobs_kernel(int32_t* top_ids, float* top_logprobs,
                                                                       float* lse, const float* logits, int64_t V,
                                                                       int n) {
+    constexpr int kWarps = kLogprobThreads / 32, kUnroll = 4;
     __shared__ float fscratch[32];
     __shared__ double dscratch[32];
-    __shared__ unsigned long long uscratch[32];
+    __shared__ unsigned long long warp_best[kWarps][20];
     const int64_t r = blockIdx.x;
     const float* l = logits + r * V;
-    const int t = int(threadIdx.x);
+    const int t = int(threadIdx.x), lane = t & 31, warp = t >> 5;
 
-    unsigned long long best[K > 0 ? K : 1];
-#pragma unroll
-    for (int j = 0; j < (K > 0 ? K : 1); j++) best[j] = 0;
+    // Pass 1: the maximum, and each warp's best n over its batches of 32 consecutive ids (warp w takes batches
+    // w, w + kWarps, ...; kUnroll batches loaded before any is ranked).
     float m = -INFINITY;
-    for (int64_t i = t; i < V; i += kLogprobThreads) {
-        const float v = l[i];
-        m = fmaxf(m, v);
-        if constexpr (K > 0) {
-            unsigned long long k = logit_rank_key(v, int32_t(i));
-            if (k > best[K - 1]) {
+    WarpTop top;
+    const int64_t n_batches = n > 0 ? (V + 31) / 32 : 0;
+    if (n <= 0)  // the maximum alone, in a plain strided loop
+        for (int64_t i = t; i < V; i += kLogprobThreads) m = fmaxf(m, l[i]);
+    for (int64_t b0 = warp; b0 < n_batches; b0 += int64_t(kWarps) * kUnroll) {
+        float v[kUnroll];
 #pragma unroll
-                for (int j = 0; j < K; j++)
-                    if (k > best[j]) {
-                        const unsigned long long b = best[j];
-                        best[j] = k;
-                        k = b;
-                    }
-            }
+        for (int u = 0; u < kUnroll; u++) {
+            const int64_t i = (b0 + int64_t(u) * kWarps) * 32 + lane;
+            v[u] = i < V ? l[i] : -INFINITY;
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++) {
+            const int64_t i = (b0 + int64_t(u) * kWarps) * 32 + lane;
+            m = fmaxf(m, v[u]);
+            top.offer(i < V ? logit_rank_key(v[u], int32_t(i)) : 0ull, n);
         }
     }
     m = block_reduce(m, fscratch, -INFINITY, MaxF{});
 
-    float out = m;  // a row whose maximum is not finite: the host returns the maximum
+    // Pass 2: the sum of exp(double(l - m)) in double; the row's maximum is returned as is when not finite (host).
+    float out = m;
     if (isfinite(m)) {
         double s = 0.0;
         for (int64_t i = t; i < V; i += kLogprobThreads) s += exp(double(__fsub_rn(l[i], m)));
@@ -100,26 +123,21 @@ __global__ void __launch_bounds__(kLogprobThreads) row_logprobs_kernel(int32_t* 
         out = __fadd_rn(m, float(log(s)));
     }
     if (t == 0) lse[r] = out;
+    if (n <= 0) return;
 
-    if constexpr (K > 0) {
-        for (int j = 0; j < n; j++) {
-            const unsigned long long head = best[0];
-            const unsigned long long w = block_reduce(head, uscratch, 0ull, MaxU64{});
-            if (w != 0 && head == w) {  // keys are unique: exactly one thread owns the winner
-#pragma unroll
-                for (int q = 0; q + 1 < K; q++) best[q] = best[q + 1];
-                best[K - 1] = 0;
-            }
-            if (t == 0) {
-                if (w == 0) {  // fewer than n values in the row
-                    top_ids[r * n + j] = -1;
-                    top_logprobs[r * n + j] = -INFINITY;
-                } else {
-                    const int32_t id = int32_t(0xffffffffu - uint32_t(w & 0xffffffffull));
-                    top_ids[r * n + j] = id;
-                    top_logprobs[r * n + j] = __fsub_rn(l[id], out);
-                }
-            }
+    // The warps' lists merged by warp 0, which then writes the row's top n.
+    if (lane < n) warp_best[warp][lane] = top.key;
+    __syncthreads();
+    if (warp != 0) return;
+    for (int w = 1; w < kWarps; w++) top.offer(lane < n ? warp_best[w][lane] : 0ull, n);
+    if (lane < n) {
+        if (top.key == 0) {  // fewer than n values in the row
+            top_ids[r * n + lane] = -1;
+            top_logprobs[r * n + lane] = -INFINITY;
+        } else {
+            const int32_t id = int32_t(0xffffffffu - uint32_t(top.key & 0xffffffffull));
+            top_ids[r * n + lane] = id;
+            top_logprobs[r * n + lane] = __fsub_rn(l[id], out);
         }
     }
 }
@@ -143,15 +161,8 @@ void launch_apply_penalties(float* logits, const int32_t* entries, const int32_t
 void launch_row_logprobs(int32_t* top_ids, float* top_logprobs, float* lse, const float* logits, int64_t rows,
                          int64_t cols, int n, cudaStream_t stream) {
     if (rows <= 0) return;
-    const unsigned grid = unsigned(rows);
-    if (n <= 0)
-        row_logprobs_kernel<0><<<grid, kLogprobThreads, 0, stream>>>(top_ids, top_logprobs, lse, logits, cols, 0);
-    else if (n == 1)
-        row_logprobs_kernel<1><<<grid, kLogprobThreads, 0, stream>>>(top_ids, top_logprobs, lse, logits, cols, n);
-    else if (n <= 8)
-        row_logprobs_kernel<8><<<grid, kLogprobThreads, 0, stream>>>(top_ids, top_logprobs, lse, logits, cols, n);
-    else
-        row_logprobs_kernel<20><<<grid, kLogprobThreads, 0, stream>>>(top_ids, top_logprobs, lse, logits, cols, n);
+    row_logprobs_kernel<<<unsigned(rows), kLogprobThreads, 0, stream>>>(top_ids, top_logprobs, lse, logits, cols,
+                                                                        n < 0 ? 0 : n);
 }
 
 void launch_token_logprobs(float* out, const float* logits, const float* lse, const int32_t* ids, int64_t rows,
