@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "engine/batch_sampler.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "kv/paged_kv_cache.h"
@@ -99,11 +100,9 @@ struct Engine::Impl {
     int64_t next_seq_id = 0;
     int64_t next_arrival = 0;
     std::vector<float> host_row;
-    std::vector<float> host_logits;  // this step's sampled rows [n_rows, n_vocab]
-    backend::Buffer sampled_ids;     // ids drawn on the device [n_rows]
-    backend::Buffer row_params;      // their SamplingRows [n_rows]
-    std::vector<backend::SamplingRow> device_rows;
-    std::vector<char> row_on_device;  // per sampled row: drawn by the backend (else on the host)
+    std::vector<float> host_logits;  // this step's sampled rows [n_rows, n_vocab] (when a parent forks)
+    BatchSampler batch_sampler;
+    std::vector<DrawRow> draw_rows;
     std::vector<int32_t> host_ids;
     // Async scheduling (EngineConfig::async_scheduling): the step launched last whose ids are not read yet.
     struct InflightStep {
@@ -121,7 +120,8 @@ struct Engine::Impl {
     std::mt19937_64 seed_source{std::random_device{}()};
     std::thread thread;
 
-    Impl(model::Model& m, const tokenizer::Tokenizer& t, const EngineConfig& c) : model(m), tokenizer(t), config(c) {}
+    Impl(model::Model& m, const tokenizer::Tokenizer& t, const EngineConfig& c)
+        : model(m), tokenizer(t), config(c), batch_sampler(m.backend()) {}
 
     void loop();
     void step();
@@ -567,33 +567,24 @@ void Engine::Impl::step() {
         stats.n_steps++;
     }
     const int64_t n_vocab = logits.cols(), n_rows = logits.rows();
-    // Rows that need nothing but temperature, top-k/p, min-p and a seed are sampled where the logits are and only
-    // their ids come back; the others (penalties, logprobs, a pending fork) come to the host in one copy. Which
-    // path a row takes depends only on its own request, and both draw the same token (Sampler::device_row).
+    // Every row is drawn where the logits are (BatchSampler: penalties and logprobs on the device too) and only ids
+    // and requested logprobs come back, except a parent about to fork into n choices: its row comes to the host,
+    // where each choice samples it. Rows with nothing but temperature, top-k/p, min-p and a seed ("plain") can be
+    // drawn by a step whose ids are read back later (async scheduling).
     backend::Backend& be = model.backend();
-    device_rows.assign(size_t(n_rows), backend::SamplingRow{});
-    row_on_device.assign(size_t(n_rows), 0);
-    bool any_device = false, any_host = false;
-    {
-        int row = 0;
-        for (const ScheduledSeq& s : plan.seqs) {
-            if (!s.sample) continue;
-            const Sequence* seq = s.seq;
-            const bool on_device = !seq->fork_pending && seq->request->request.params.device_samplable();
-            if (on_device) device_rows[size_t(row)] = seq->sampler->device_row(uint64_t(seq->n_output()));
-            row_on_device[size_t(row++)] = on_device;
-            any_device = any_device || on_device;
-            any_host = any_host || !on_device;
-        }
+    draw_rows.clear();
+    bool any_fork = false, all_plain = true;
+    for (const ScheduledSeq& s : plan.seqs) {
+        if (!s.sample) continue;
+        const Sequence* seq = s.seq;
+        const SamplingParams& p = seq->request->request.params;
+        any_fork = any_fork || seq->fork_pending;
+        all_plain = all_plain && p.device_samplable();
+        draw_rows.push_back({seq->sampler.get(), &p, std::span<const int32_t>(seq->tokens.data(), size_t(seq->n_prompt)),
+                             std::span<const int32_t>(seq->tokens.data() + seq->n_prompt, size_t(seq->n_output()))});
     }
-    auto draw_on_device = [&](const backend::Buffer& ids) {
-        if (row_params.n_bytes() < size_t(n_rows) * sizeof(backend::SamplingRow))
-            row_params = be.alloc(size_t(n_rows) * sizeof(backend::SamplingRow));
-        be.copy_from_host(row_params.data(), device_rows.data(), size_t(n_rows) * sizeof(backend::SamplingRow));
-        be.sample_rows(ids.view(DType::I32, {n_rows}), logits, row_params.view(DType::I32, {n_rows, 8}));
-    };
 
-    if (async && !any_host) {
+    if (async && !any_fork && all_plain) {
         // Launch the draw, leave placeholders for its ids, and emit the previous step's ids while the device works.
         InflightStep next;
         next.id = step_id;
@@ -604,7 +595,7 @@ void Engine::Impl::step() {
                 if (inflight) process_inflight();  // its ids may live in the buffer about to be replaced
                 ids = be.alloc(size_t(std::max<int64_t>(n_rows, 256)) * 4);
             }
-            draw_on_device(ids);
+            batch_sampler.launch_plain(logits, draw_rows, ids);
             next.ticket = be.begin_readback(ids.data(), size_t(n_rows) * 4);
             int row = 0;
             for (const ScheduledSeq& s : plan.seqs) {
@@ -624,38 +615,38 @@ void Engine::Impl::step() {
         return;
     }
 
-    if (inflight) process_inflight();
+    // Synchronous: the previous step's ids first (they complete this step's histories), then this step's draw.
+    if (inflight) {
+        process_inflight();
+        for (size_t r = 0, i = 0; i < plan.seqs.size(); i++) {  // the histories grew: renew the spans
+            const ScheduledSeq& s = plan.seqs[i];
+            if (!s.sample) continue;
+            const Sequence* seq = s.seq;
+            draw_rows[r].prompt = std::span<const int32_t>(seq->tokens.data(), size_t(seq->n_prompt));
+            draw_rows[r++].generated =
+                std::span<const int32_t>(seq->tokens.data() + seq->n_prompt, size_t(seq->n_output()));
+        }
+    }
     scheduler->commit(plan);
     if (n_rows == 0) {
         n_processed = step_id;
         free_retired();
         return;
     }
-    if (any_device) {
-        if (sampled_ids.n_bytes() < size_t(n_rows) * 4) sampled_ids = be.alloc(size_t(n_rows) * 4);
-        draw_on_device(sampled_ids);
-        host_ids.resize(size_t(n_rows));
-        be.copy_to_host(host_ids.data(), sampled_ids.data(), size_t(n_rows) * 4);
-    }
-    if (any_host) {
+    if (any_fork) {  // before the draw applies penalties in place
         host_logits.resize(size_t(n_rows * n_vocab));
         be.copy_to_host(host_logits.data(), logits.data, host_logits.size() * 4);
     }
+    const std::vector<SampledToken> drawn = batch_sampler.draw(logits, draw_rows);
     int row = 0;
     for (const ScheduledSeq& s : plan.seqs) {
         if (!s.sample) continue;
         Sequence* seq = s.seq;
         const int r = row++;
         if (seq->status == SeqStatus::Finished) continue;  // stopped in the previous step: this row is dropped
-        if (row_on_device[size_t(r)]) {
-            SampledToken tok;
-            tok.token = host_ids[size_t(r)];
-            emit(seq, tok);
-            continue;
-        }
-        const float* src = host_logits.data() + int64_t(r) * n_vocab;
         if (seq->fork_pending) {
             // Parallel sampling: the n choices share the prompt's blocks and sample from the same logits.
+            const float* src = host_logits.data() + int64_t(r) * n_vocab;
             fork(seq);
             std::vector<Sequence*> family = seq->request->seqs;
             for (Sequence* member : family) {
@@ -664,7 +655,7 @@ void Engine::Impl::step() {
             }
             continue;
         }
-        sample_and_emit(seq, std::span<float>(const_cast<float*>(src), size_t(n_vocab)));
+        emit(seq, drawn[size_t(r)]);
     }
     n_processed = step_id;
     free_retired();

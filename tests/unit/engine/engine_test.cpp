@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/model_loader.h"
+#include "engine/generator.h"
 
 using namespace osprey;
 using namespace osprey::engine;
@@ -196,9 +197,9 @@ TEST_P(EngineModes, AbortFreesBlocksAndContextOverflowIsAnError) {
     }
 }
 
-// Rows without penalties or logprobs are drawn by the backend (sample_rows: only ids come back); a request that
-// asks for logprobs goes through the host Sampler. Both must pick the same tokens, alone and mixed in one batch,
-// greedy and with seeded temperature / top-k / top-p sampling.
+// Rows without penalties or logprobs are drawn by a step whose ids may be read back later (async scheduling); a
+// request that asks for logprobs takes the synchronous path (BatchSampler::draw, logprobs on the backend). Both
+// must pick the same tokens, alone and mixed in one batch, greedy and with seeded temperature / top-k / top-p.
 TEST_P(EngineModes, DeviceSamplingPathEqualsTheHostSampler) {
     SKIP_WITHOUT_MODEL();
     Loaded& L = shared_model();
@@ -237,4 +238,46 @@ TEST(EngineConfig, GpuMemoryUtilizationMustBeAFraction) {
     }
     c.gpu_memory_utilization = 0.5;
     EXPECT_NO_THROW(c.validate());
+}
+
+// Penalties and logprobs are applied on the backend (BatchSampler); the Generator (osprey run) applies them in the
+// host Sampler. Same model, same greedy steps: the same tokens, and the same logprobs, for requests batched with
+// others.
+TEST_P(EngineModes, PenaltiesAndLogprobsOnTheBackendEqualTheHostSampler) {
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    std::vector<GenerationRequest> reqs;
+    for (int i = 0; i < 4; i++) {
+        GenerationRequest r = request("q" + std::to_string(i), "The cat sat on the mat. The cat sat on the", 20);
+        r.params.ignore_eos = true;
+        if (i == 1) r.params.repetition_penalty = 1.3f;
+        if (i == 2) r.params.presence_penalty = 0.4f, r.params.frequency_penalty = 0.6f, r.params.n_logprobs = 3;
+        if (i == 3) r.params.repetition_penalty = 0.8f, r.params.frequency_penalty = -0.5f, r.params.n_logprobs = 0;
+        reqs.push_back(r);
+    }
+    Engine e(*L.m.model, *L.m.tokenizer, small_config(GetParam()));
+    const std::vector<RequestOutput> got = run_concurrently(e, reqs);
+    Generator gen(*L.m.model, 256);
+    for (size_t i = 0; i < reqs.size(); i++) {
+        std::vector<SampledToken> want;
+        gen.generate(reqs[i].prompt, reqs[i].params, 0, {}, [&](const SampledToken& t) {
+            want.push_back(t);
+            return true;
+        });
+        ASSERT_EQ(got[i].token_ids.size(), want.size()) << i;
+        for (size_t j = 0; j < want.size(); j++) EXPECT_EQ(got[i].token_ids[j], want[j].token) << i << " " << j;
+        if (reqs[i].params.n_logprobs < 0) continue;
+        ASSERT_EQ(got[i].logprobs.size(), want.size()) << i;
+        for (size_t j = 0; j < want.size(); j++) {
+            EXPECT_NEAR(got[i].logprobs[j].logprob, want[j].logprob, 1e-6) << i << " " << j;
+            ASSERT_EQ(got[i].logprobs[j].top.size(), want[j].top.size());
+            for (size_t k = 0; k < want[j].top.size(); k++) {
+                EXPECT_EQ(got[i].logprobs[j].top[k].token, want[j].top[k].token);
+                EXPECT_NEAR(got[i].logprobs[j].top[k].logprob, want[j].top[k].logprob, 1e-6);
+            }
+        }
+    }
+    // The penalties changed something (else the comparison above proves little).
+    EXPECT_NE(got[0].token_ids, got[1].token_ids);
+    EXPECT_NE(got[0].token_ids, got[2].token_ids);
 }
