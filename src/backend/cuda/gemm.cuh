@@ -6,11 +6,14 @@
 // The conversion kernels live in gemm.cu (nvcc); the cuBLAS calls and scratch in gemm.cpp (host compiler).
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <tuple>
 
 #include "core/dtype.h"
 
@@ -52,8 +55,23 @@ class Gemm {
     void run(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K);
 
   private:
+    // A cuBLASLt plan of one 16-bit product shape: descriptors and the chosen algorithm.
+    struct LtPlan {
+        cublasLtMatmulDesc_t desc = nullptr;
+        cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+        cublasLtMatmulAlgo_t algo{};
+        bool ok = false;
+    };
+    using PlanKey = std::tuple<int, int64_t, int64_t, int64_t>;  // (cuda type, M, N, K)
+    bool run_lt(float* out, const void* xh, cudaDataType type, const void* w, int64_t M, int64_t N, int64_t K);
+    LtPlan& lt_plan(cudaDataType type, int64_t M, int64_t N, int64_t K);
+    void lt_choose(LtPlan& plan, float* out, const void* xh, const void* w, int64_t M, int64_t N, int64_t K);
+
     cudaStream_t stream_;
     cublasHandle_t handle_ = nullptr;
+    cublasLtHandle_t lt_ = nullptr;
+    std::map<PlanKey, LtPlan> plans_;
+    std::map<PlanKey, cublasLtMatmulAlgo_t> tuned_;  // (type, M bucket, N, K) -> the fastest measured algorithm
     void* workspace_ = nullptr;  // cuBLAS's own, set explicitly so that graph capture never allocates
     DeviceScratch x_scratch_, w_scratch_;
 };
