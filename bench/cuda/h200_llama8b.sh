@@ -5,14 +5,14 @@
 # the shared libraries they need, the Llama-3 tokenizer and the evaluation text). Results under $OUT.
 #   STEPS="ops synth osprey hf" (default all)
 set -u -o pipefail
-C=.devcarry
+C=${C:-.devcarry}
 # The carried files may come packed (tar.xz) to fit the transfer limit.
 if [ -f .devcarry2/pack.tar.xz ]; then mkdir -p $C && tar xJf .devcarry2/pack.tar.xz -C $C; fi
 OUT=${OUT:-/tmp/out}
 M=${MODEL_DIR:-/tmp/llama8b}
 STEPS=${STEPS:-"ops synth osprey hf"}
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/$C/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=$(realpath $C)/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 for d in $(find / -xdev -name 'libcublas.so.13*' -printf '%h\n' 2>/dev/null | sort -u); do
   export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
 done
@@ -102,8 +102,8 @@ if step hf_offline; then  # the same workload with transformers (static batches)
   echo "hf_offline rc=$?"; grep -E "per_second|elapsed" "$OUT/hf_offline1000.txt"
 fi
 if step batch128; then  # decode throughput with 128 concurrent sequences: 512-token prompts, 128 new tokens each
-  for mode in graphs eager; do
-    flag=; [ $mode = eager ] && flag=--enforce-eager
+  for mode in ${BATCH128_MODES:-graphs eager}; do  # graphs (default: async scheduling), eager (no graphs), sync (no async)
+    flag=; [ $mode = eager ] && flag=--enforce-eager; [ $mode = sync ] && flag="--async-scheduling off"
     $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 --max-num-seqs 128 \
       --max-num-batched-tokens 8192 $flag --save-result "$OUT/offline_batch128_$mode.json" > "$OUT/offline_batch128_$mode.txt" 2>&1
     echo "batch128 $mode rc=$?"; grep -E "Output token|TPOT|Elapsed|Decode-only" "$OUT/offline_batch128_$mode.txt" | head -5

@@ -10,7 +10,7 @@ mkdir -p "$OUT" /tmp/models
 export LD_LIBRARY_PATH=$(realpath $C)/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 for d in $(find / -xdev -name 'libcublas.so.13*' -printf '%h\n' 2>/dev/null | sort -u); do export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; done
 S=/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf
-cat /tmp/smol.part1 .devcarry4/smol.part2 > $S
+cat ${SMOL_PARTS:-/tmp/smol.part1 .devcarry4/smol.part2} > $S
 sha256sum $S | cut -c1-16
 prompts=("The capital of France is" "Write a haiku about the sea." "def fibonacci(n):" \
          "Explain why the sky is blue in one sentence." "List three prime numbers:")
