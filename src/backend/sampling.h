@@ -98,7 +98,7 @@ int32_t sample_row(std::span<const float> logits, const SamplingRow& p);
 // Penalties on one row of V logits: apply_penalties_entry for each of the n (id, count) pairs in entries [n, 2].
 void apply_penalties_row(float* logits, int64_t V, const int32_t* entries, int64_t n, const float* params);
 
-// The log-sum-exp of a row as the engine's log_sum_exp: m = max (returned as is when not finite), then
+// The log-sum-exp of a row (also the engine's log_sum_exp): m = max (returned as is when not finite), then
 // m + float(log(sum of exp(double(l - m)))) with the sum in double.
 float row_log_sum_exp(std::span<const float> logits);
 

@@ -24,14 +24,7 @@ void SamplingParams::validate() const {
     if (max_tokens < 1) bad("max_tokens", "must be at least 1");
 }
 
-float log_sum_exp(std::span<const float> logits) {
-    float m = -std::numeric_limits<float>::infinity();
-    for (float v : logits) m = std::max(m, v);
-    if (!std::isfinite(m)) return m;
-    double s = 0;
-    for (float v : logits) s += std::exp(double(v - m));
-    return m + float(std::log(s));
-}
+float log_sum_exp(std::span<const float> logits) { return backend::row_log_sum_exp(logits); }
 
 Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), seed_(seed) {}
 

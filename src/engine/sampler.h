@@ -44,7 +44,7 @@ class Sampler {
     std::vector<int32_t> candidates_;  // scratch
 };
 
-// log-softmax helpers shared with evaluation code
+// log-softmax helpers shared with evaluation code (backend::row_log_sum_exp: the device ops' definition)
 float log_sum_exp(std::span<const float> logits);
 
 }  // namespace osprey::engine
