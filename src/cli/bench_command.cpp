@@ -221,7 +221,8 @@ void add_serve_options(CLI::App* cmd, const std::shared_ptr<ServeBenchOptions>& 
 
 struct OfflineOptions {
     bench::OfflineConfig config;
-    std::string async_scheduling = "auto";
+    std::string async_scheduling;  // empty: not given, or given without a value (vLLM's flag form: on)
+    const CLI::Option* async_scheduling_option = nullptr;  // its count tells a bare flag from no flag
     std::string scheduling = "continuous";
     std::string kv_cache_memory;
     std::string kv_cache_dtype = "auto";
@@ -266,7 +267,8 @@ void bench_offline(OfflineOptions& o) {
     if (!o.kv_cache_memory.empty()) c.engine.kv_cache_bytes = parse_size(o.kv_cache_memory);
     c.engine.kv_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
     c.engine.scheduling = o.scheduling == "static" ? engine::SchedulingPolicy::Static : engine::SchedulingPolicy::Continuous;
-    c.engine.async_scheduling = parse_async_scheduling(o.async_scheduling);
+    c.engine.async_scheduling = parse_async_scheduling(
+        o.async_scheduling, o.async_scheduling_option && o.async_scheduling_option->count() > 0);
     c.engine.validate();
     c.percentiles = bench::parse_percentiles(o.percentiles);
     c.progress = isatty(STDERR_FILENO);
@@ -314,8 +316,10 @@ void register_bench_command(CLI::App& app) {
     off->add_option("--kv-cache-memory", oo->kv_cache_memory, "KV cache budget, e.g. 512MiB");
     off->add_option("--kv-cache-dtype", oo->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
     off->add_flag("--enforce-eager", oo->config.enforce_eager, kEnforceEagerHelp);
-    off->add_option("--async-scheduling", oo->async_scheduling, kAsyncSchedulingHelp)
-        ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
+    oo->async_scheduling_option =
+        off->add_option("--async-scheduling", oo->async_scheduling, kAsyncSchedulingHelp)
+            ->expected(0, 1)
+            ->check(CLI::IsMember({"auto", "on", "off"}));
     off->add_option("--scheduling", oo->scheduling, "continuous or static")
         ->check(CLI::IsMember({"continuous", "static"}))->capture_default_str();
     off->add_flag("!--no-ignore-eos", oo->config.ignore_eos, "Stop at EOS (default: generate the full length)");

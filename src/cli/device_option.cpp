@@ -42,7 +42,8 @@ DType parse_kv_cache_dtype(const std::string& name) {
     raise(ErrorCode::InvalidArgument, "--kv-cache-dtype {}: expected auto, f16 or f32", name);
 }
 
-engine::AsyncScheduling parse_async_scheduling(const std::string& value) {
+engine::AsyncScheduling parse_async_scheduling(const std::string& value, bool given) {
+    if (value.empty()) return given ? engine::AsyncScheduling::On : engine::AsyncScheduling::Auto;
     if (value == "auto") return engine::AsyncScheduling::Auto;
     if (value == "on") return engine::AsyncScheduling::On;
     if (value == "off") return engine::AsyncScheduling::Off;

@@ -23,9 +23,11 @@ DType parse_kv_cache_dtype(const std::string& name);
 // --enforce-eager (vLLM's name): decode steps launch op by op instead of replaying captured CUDA graphs.
 constexpr const char* kEnforceEagerHelp = "launch every op of a step eagerly (no CUDA graphs for decode steps)";
 
-// --async-scheduling auto|on|off: launch step N+1 before reading step N's ids (engine::AsyncScheduling).
+// --async-scheduling [auto|on|off]: launch step N+1 before reading step N's ids (engine::AsyncScheduling); the
+// bare flag (vLLM's form) means on, and leaving it out means auto.
 constexpr const char* kAsyncSchedulingHelp =
-    "schedule and launch the next step while the device runs this one: auto (on for a GPU), on or off";
-engine::AsyncScheduling parse_async_scheduling(const std::string& value);
+    "schedule and launch the next step while the device runs this one: auto (default: on for a GPU), on "
+    "(also the bare flag) or off";
+engine::AsyncScheduling parse_async_scheduling(const std::string& value, bool given);
 
 }  // namespace osprey::cli

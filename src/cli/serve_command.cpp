@@ -33,7 +33,8 @@ struct ServeOptions {
     std::string kv_cache_dtype = "auto";
     bool enforce_eager = false;
     std::string scheduling = "continuous";
-    std::string async_scheduling = "auto";
+    std::string async_scheduling;  // empty: not given, or given without a value (vLLM's flag form: on)
+    const CLI::Option* async_scheduling_option = nullptr;  // its count tells a bare flag from no flag
     int threads = 0;
     std::string device = "auto";
     int http_threads = 1;
@@ -84,7 +85,8 @@ void serve(ServeOptions o) {
     const std::string path = o.model.empty() ? engine::default_model_path() : o.model;
     o.engine.kv_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
     if (!o.kv_cache_memory.empty()) o.engine.kv_cache_bytes = parse_bytes(o.kv_cache_memory, "--kv-cache-memory");
-    o.engine.async_scheduling = parse_async_scheduling(o.async_scheduling);
+    o.engine.async_scheduling = parse_async_scheduling(
+        o.async_scheduling, o.async_scheduling_option && o.async_scheduling_option->count() > 0);
     o.engine.scheduling = o.scheduling == "static" ? engine::SchedulingPolicy::Static
                                                    : engine::SchedulingPolicy::Continuous;
     o.engine.validate();
@@ -176,8 +178,10 @@ void register_serve_command(CLI::App& app) {
                     "KV cache budget, e.g. 512MiB (default: auto, 2 GiB on the CPU)");
     cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->engine.enable_prefix_caching,
                   "Reuse KV blocks of shared prompt prefixes (default: on)");
-    cmd->add_option("--async-scheduling", o->async_scheduling, kAsyncSchedulingHelp)
-        ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
+    o->async_scheduling_option =
+        cmd->add_option("--async-scheduling", o->async_scheduling, kAsyncSchedulingHelp)
+            ->expected(0, 1)
+            ->check(CLI::IsMember({"auto", "on", "off"}));
     cmd->add_option("--scheduling", o->scheduling, "continuous (default) or static (baseline)")
         ->check(CLI::IsMember({"continuous", "static"}));
     cmd->add_option("--max-waiting", o->engine.max_waiting_requests, "Queued requests before 429")
