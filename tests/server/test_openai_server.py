@@ -334,3 +334,38 @@ def test_sigterm_drains(start_server):
     assert s.proc.wait(timeout=30) == 0, s.log_text()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", s.port), timeout=1)
+
+
+def test_async_scheduling_matches_and_frees_blocks(server, start_server):
+    """The same answers with --async-scheduling on (the GPU default; off on the CPU, which has nothing to overlap):
+    concurrent greedy streams with stop strings and max_tokens, logprobs (synchronous steps mixed in), a tiny KV
+    pool that preempts, and a disconnect mid-stream that frees its blocks."""
+    s = start_server("--async-scheduling", "on", "--max-model-len", "256", "--block-size", "16",
+                     "--kv-cache-memory", str(46080 * 320), "--max-num-seqs", "16", "--no-enable-prefix-caching")
+    prompts = [f"List {k} animals:" for k in range(4)] + ["1, 2, 3, 4,"]
+    ref = server.client()
+
+    def ask(client, p, **kw):
+        r = client.completions.create(model=MODEL_NAME, prompt=p, max_tokens=60, temperature=0, **kw)
+        return r.choices[0].text, r.choices[0].finish_reason
+
+    variants = [dict(extra_body={"ignore_eos": True}), dict(stop=["8", " cat"]), dict(logprobs=2)]
+    expect = {(p, i): ask(ref, p, **v) for p in prompts for i, v in enumerate(variants)}
+    jobs = [(p, i) for p in prompts for i in range(len(variants))] * 2
+    with cf.ThreadPoolExecutor(len(jobs)) as ex:
+        got = list(ex.map(lambda j: ask(s.client(), j[0], **variants[j[1]]), jobs))
+    for j, g in zip(jobs, got):
+        assert g == expect[j], (j, g, expect[j])
+    assert s.metrics()["osprey_num_preemptions_total"] > 0
+    assert _wait_metric(s, "osprey_kv_cache_blocks_used", lambda v: v == 0, timeout=5) == 0
+
+    body = json.dumps({"prompt": PROMPT, "max_tokens": 200, "stream": True, "ignore_eos": True}).encode()
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    data = b""
+    while data.count(b"data: ") < 3:
+        data += sock.recv(4096)
+    sock.close()
+    assert _wait_metric(s, "osprey_kv_cache_blocks_used", lambda v: v == 0, timeout=5) == 0
+    assert _wait_metric(s, "osprey_num_requests_running", lambda v: v == 0, timeout=5) == 0
