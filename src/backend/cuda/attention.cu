@@ -27,24 +27,13 @@ __global__ void decode_merge_kernel(PagedAttentionArgs a, DecodePartials part) {
     if (a.query_start[s + 1] - t != 1) return;
     const int pos = a.positions[t], n_vis = pos - first_visible(pos, a.window) + 1;
     const int n_split = part.rule.n_splits(n_vis), hd = a.head_dim;
+    if (n_split <= part.block_merged_splits) return;  // merged by the split kernel
     const int64_t base = (int64_t(s) * a.n_heads + h) * part.n_split_max;
-    float mx = -INFINITY;
-    for (int i = 0; i < n_split; i++) mx = fmaxf(mx, part.ml[(base + i) * 2]);
-    float w[kDecodeMaxSplits], sum = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kDecodeMaxSplits; i++) {
-        w[i] = i < n_split ? exp2f(part.ml[(base + i) * 2] - mx) : 0.0f;
-        if (i < n_split) sum = fmaf(part.ml[(base + i) * 2 + 1], w[i], sum);
-    }
-    const float inv = 1.0f / sum;
+    float w[kDecodeMaxSplits];
+    const float inv = decode_split_weights(n_split, part.ml + base * 2, 2, w);
     float* out = a.out + (int64_t(t) * a.n_heads + h) * hd;
-    for (int e = int(threadIdx.x); e < hd; e += int(blockDim.x)) {
-        float o = 0.0f;
-#pragma unroll
-        for (int i = 0; i < kDecodeMaxSplits; i++)
-            if (i < n_split) o = fmaf(part.o[(base + i) * hd + e], w[i], o);
-        out[e] = o * inv;
-    }
+    for (int e = int(threadIdx.x); e < hd; e += int(blockDim.x))
+        out[e] = decode_merge_column(n_split, w, inv, part.o + base * hd + e, hd);
 }
 
 // The split partials' area of one (device, stream); never freed (a process-lifetime cache).
@@ -87,6 +76,11 @@ void launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream) {
             const int v = e != nullptr ? std::atoi(e) : 0;
             return v >= 64 ? v / 64 * 64 : 0;
         }();
+        // OSPREY_CUDA_ATTN_DECODE_GROUP=<n>: splits per tensor-core block (tuning; results do not depend on it).
+        static const int splits_per_block = [] {
+            const char* e = std::getenv("OSPREY_CUDA_ATTN_DECODE_GROUP");
+            return e != nullptr ? std::max(0, std::atoi(e)) : 0;
+        }();
         attn::DecodePartials part;
         part.rule = simt ? attn::kDecodeRuleSimt : attn::kDecodeRuleMma;
         if (split_target > 0) part.rule.target = split_target;
@@ -96,8 +90,12 @@ void launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream) {
         float* area = attn::decode_scratch(rows * size_t(a.head_dim + 2), stream);
         part.o = area;
         part.ml = area + rows * size_t(a.head_dim);
-        if (simt || !attn::launch_decode_mma(a, part, vec_ok, stream)) attn::launch_decode_splits(a, part, vec_ok, stream);
-        attn::launch_decode_merge(a, part, stream);
+        part.splits_per_block = splits_per_block;
+        if (simt || !attn::launch_decode_mma(a, part, vec_ok, stream)) {
+            part.block_merged_splits = 0;
+            attn::launch_decode_splits(a, part, vec_ok, stream);
+        }
+        if (part.block_merged_splits < part.n_split_max) attn::launch_decode_merge(a, part, stream);
     }
 }
 

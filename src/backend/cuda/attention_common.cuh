@@ -134,7 +134,37 @@ struct DecodePartials {
     float* ml = nullptr;  // [n_seqs, n_heads, n_split_max, 2]: (max in the log2 domain, sum of weights)
     int n_split_max = 1;
     DecodeSplitRule rule = kDecodeRuleMma;
+    // Tensor-core kernel: consecutive splits one block holds (0: chosen by its launcher from the batch's size).
+    int splits_per_block = 0;
+    // Sequences of at most this many splits were merged and written by the split kernel (the tensor-core
+    // kernel's block held all their splits); the merge kernel skips them. 0 for the SIMT kernel.
+    int block_merged_splits = 0;
 };
+
+// The merge of one (token, head)'s n split partials in split order, shared by the merge kernel and the
+// tensor-core split kernel so both give bit-identical results: the weight w[i] of split i, whose (max, sum) is at
+// ml + i * ml_stride, and the returned 1 / (the weighted sum of sums).
+__device__ __forceinline__ float decode_split_weights(int n, const float* ml, int ml_stride,
+                                                      float (&w)[kDecodeMaxSplits]) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = fmaxf(mx, ml[i * ml_stride]);
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kDecodeMaxSplits; i++) {
+        w[i] = i < n ? exp2f(ml[i * ml_stride] - mx) : 0.0f;
+        if (i < n) sum = fmaf(ml[i * ml_stride + 1], w[i], sum);
+    }
+    return 1.0f / sum;
+}
+// One output element: split i's weighted-V element at o[i * o_stride], merged with the weights above.
+__device__ __forceinline__ float decode_merge_column(int n, const float (&w)[kDecodeMaxSplits], float inv,
+                                                     const float* o, int64_t o_stride) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kDecodeMaxSplits; i++)
+        if (i < n) acc = fmaf(o[i * o_stride], w[i], acc);
+    return acc * inv;
+}
 
 // The end of a decode split block: each of its kWarpsN warps left, per query row r < n_rows, its online-softmax
 // state in shared memory — wml[(w * kRowsPerWarp + r) * 2 + {0, 1}] = (max, sum), wo[(w * kRowsPerWarp + r) * HDP
@@ -168,8 +198,9 @@ void launch_decode_splits(const PagedAttentionArgs& a, const DecodePartials& par
                           cudaStream_t stream);
 void launch_decode_merge(const PagedAttentionArgs& a, const DecodePartials& part, cudaStream_t stream);
 // The same on tensor cores (attention_decode_mma.cu): f16 pools with 16-byte aligned rows; returns false, launching
-// nothing, for other batches.
-bool launch_decode_mma(const PagedAttentionArgs& a, const DecodePartials& part, bool kv_vec_ok, cudaStream_t stream);
+// nothing, for other batches. Sets part.splits_per_block and part.block_merged_splits: the merge kernel is needed
+// only when block_merged_splits < n_split_max.
+bool launch_decode_mma(const PagedAttentionArgs& a, DecodePartials& part, bool kv_vec_ok, cudaStream_t stream);
 // Sequences with two or more query tokens: the tensor-core kernel where it applies, else the f32 SIMT one
 // (attention_prefill.cu; OSPREY_CUDA_ATTN_PREFILL=simt forces it, for comparisons).
 void launch_prefill_tiles(const PagedAttentionArgs& a, bool kv_vec_ok, cudaStream_t stream);
