@@ -1,21 +1,24 @@
 // Paged grouped-query attention, causal, with optional sliding window and tanh soft-capping of the scores, for
 // a ragged batch of sequences (decode, prefill and chunked prefill alike; see backend.h's AttentionBatch).
 // Two paths, chosen per sequence by its own number of query tokens (never by the rest of the batch):
-// - one query token (decode): split-K. A block per (sequence, KV head, key split) serves all the query heads of
-//   its KV head over one split of the visible keys and writes a partial (max, sum, weighted V); a second kernel
-//   merges the splits of each (token, head) in split order. The split size is a function of the token's number
-//   of visible keys only (attention_common.cuh: DecodeSplitRule, ~256 keys per split, at most 32). f16 pools run
-//   on tensor cores (attention_decode_mma.cu: q and the weights as f16 head + tail pairs, so f32 accuracy), f32
-//   pools on CUDA cores (attention_decode.cu). OSPREY_CUDA_ATTN_DECODE=simt forces the CUDA-core kernel with its
-//   original 128-key splits (comparisons); OSPREY_CUDA_ATTN_DECODE_SPLIT=<keys> sets the target split size
-//   (tuning; read once per process).
+// - one query token (decode): split-K. The visible keys of a token are cut into splits (a function of its number
+//   of visible keys only: attention_common.cuh, DecodeSplitRule, ~256 keys per split, at most 32); each split
+//   yields a partial (max, sum, weighted V) for all the query heads of a KV head, and the partials are merged in
+//   split order. f16 pools run on tensor cores (attention_decode_mma.cu: q and the weights as f16 head + tail
+//   pairs, so f32 accuracy; a block takes G consecutive splits of its sequence and merges them itself when it
+//   holds all of them, so the merge kernel runs only for sequences whose splits span blocks), f32 pools on CUDA
+//   cores (attention_decode.cu, one split per block, then the merge kernel). The result is bit-identical for every
+//   G. OSPREY_CUDA_ATTN_DECODE=simt forces the CUDA-core kernel with its original 128-key splits (comparisons);
+//   OSPREY_CUDA_ATTN_DECODE_SPLIT=<keys> sets the target split size and OSPREY_CUDA_ATTN_DECODE_GROUP=<n> the
+//   splits per block (tuning; read once per process).
 // - several query tokens (prefill, chunked prefill): tiled flash attention. A block per (sequence, tile of 64
 //   query rows, KV head), a row being (query token, query head of the KV head); K and V tiles of 64 keys at
 //   key indices aligned to multiples of 64 are staged in shared memory through the block table, with an online
 //   softmax per row. Tiles a row cannot see leave its state exactly unchanged, so a row's result depends only on
 //   its query, position and keys.
 //   With an f16 pool (head_dim a multiple of 8) the products run on tensor cores (mma.sync, f16 inputs: q and the
-//   softmax weights rounded to f16, f32 accumulation and softmax); otherwise in f32 on CUDA cores.
+//   softmax weights as f16 head + tail pairs, f32 accumulation and softmax; OSPREY_CUDA_ATTN_PREFILL=f16 rounds
+//   them once instead); otherwise in f32 on CUDA cores.
 // Decode math is all f32 (scores in the log2 domain, exp2f); the pools may be f32 or f16.
 #pragma once
 
