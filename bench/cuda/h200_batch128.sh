@@ -11,11 +11,7 @@ OUT=${OUT:-/tmp/out}
 M=${MODEL_DIR:-/tmp/llama8b}
 STEPS=${STEPS:-"attn gemm synth profile batch128"}
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$C/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for d in $(find / -xdev -name 'libcublas.so.13*' -printf '%h\n' 2>/dev/null | sort -u); do
-  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
-done
-step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
+. "$(dirname "$0")/device_env.sh"
 with_env() { local e=$1; shift; env $(echo "$e" | tr ',' ' ') "$@"; }
 if step ops; then
   s=$(date +%s)

@@ -12,13 +12,9 @@ OUT=${OUT:-/tmp/out}
 M=${MODEL_DIR:-/tmp/llama8b}
 STEPS=${STEPS:-"ops synth osprey hf"}
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$(realpath $C)/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for d in $(find / -xdev -name 'libcublas.so.13*' -printf '%h\n' 2>/dev/null | sort -u); do
-  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
-done
+. "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 ldd $C/osprey | grep "not found"
-step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
 if step ops; then
   s=$(date +%s)
   timeout 240 $C/test_backend_ops > "$OUT/backend_ops.txt" 2>&1

@@ -7,8 +7,7 @@ set -u -o pipefail
 C=${C:-.devcarry}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/models
-export LD_LIBRARY_PATH=$(realpath $C)/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for d in $(find / -xdev -name 'libcublas.so.13*' -printf '%h\n' 2>/dev/null | sort -u); do export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; done
+. "$(dirname "$0")/device_env.sh"
 S=/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf
 cat ${SMOL_PARTS:-/tmp/smol.part1 .devcarry4/smol.part2} > $S
 sha256sum $S | cut -c1-16
