@@ -123,6 +123,17 @@ if step profile128; then  # per-op GPU time of the batch-128 run (eager: the pro
     --max-num-seqs 128 --max-num-batched-tokens 8192 > "$OUT/profile_batch128.txt" 2>&1
   grep -E "Elapsed|Decode-only" "$OUT/profile_batch128.txt"; tail -22 "$OUT/profile_batch128.txt"
 fi
+if step quantbatch; then  # decode throughput by batch size, bf16 vs GGUF Q4_K_M (made by osprey synth)
+  Q=/tmp/llama8b-q4_k_m.gguf
+  [ -f $Q ] || $C/osprey synth --shape llama-3.1-8b --format gguf --dtype q4_k_m --tokenizer $C/llama3 -o $Q > /dev/null 2>&1
+  for m in "$M" $Q; do
+    for n in ${BATCHES:-1 16 64 128}; do
+      $C/osprey bench offline -m "$m" --device cuda --input-len 512 --output-len 128 --num-prompts $n --max-num-seqs $n \
+        --max-num-batched-tokens 8192 > "$OUT/quantbatch_$(basename $m)_$n.txt" 2>&1
+      echo "$(basename $m) batch $n rc=$?: $(grep -E 'Decode-only' "$OUT/quantbatch_$(basename $m)_$n.txt")"
+    done
+  done
+fi
 if step quant; then  # batch-1 decode of GGUF-quantized 8B files made by osprey synth (Q4_K_M, Q8_0)
   T=$C/wikitext-2-raw-test.txt
   for q in ${QUANTS:-q4_k_m q8_0}; do
