@@ -167,25 +167,26 @@ __device__ __forceinline__ float decode_merge_column(int n, const float (&w)[kDe
 }
 
 // The end of a decode split block: each of its kWarpsN warps left, per query row r < n_rows, its online-softmax
-// state in shared memory — wml[(w * kRowsPerWarp + r) * 2 + {0, 1}] = (max, sum), wo[(w * kRowsPerWarp + r) * HDP
-// + e] = weighted V — and the block's threads (tid of n_threads) merge them in warp order into the split's partial
-// for query heads h0 + r of sequence s. The caller synchronizes the block first.
-template <int kWarpsN, int kRowsPerWarp, int HDP>
-__device__ __forceinline__ void merge_warp_states(const float* wml, const float* wo, int n_rows, int hd, int tid,
-                                                  int n_threads, const PagedAttentionArgs& a,
-                                                  const DecodePartials& part, int s, int h0, int split) {
+// state in shared memory — wml[(w * rows_per_warp + r) * 2 + {0, 1}] = (max, sum), wo[(w * rows_per_warp + r) *
+// o_stride + e] = weighted V — and the block's threads (tid of n_threads) merge them in warp order into the split's
+// partial for query heads h0 + r of sequence s. The caller synchronizes the block first.
+template <int kWarpsN>
+__device__ __forceinline__ void merge_warp_states(const float* wml, const float* wo, int rows_per_warp, int o_stride,
+                                                  int n_rows, int hd, int tid, int n_threads,
+                                                  const PagedAttentionArgs& a, const DecodePartials& part, int s,
+                                                  int h0, int split) {
     for (int idx = tid; idx < n_rows * hd; idx += n_threads) {
         const int r = idx / hd, e = idx % hd;
         float mx = -INFINITY;
 #pragma unroll
-        for (int w = 0; w < kWarpsN; w++) mx = fmaxf(mx, wml[(w * kRowsPerWarp + r) * 2]);
+        for (int w = 0; w < kWarpsN; w++) mx = fmaxf(mx, wml[(w * rows_per_warp + r) * 2]);
         float o = 0.0f, sum = 0.0f;
 #pragma unroll
         for (int w = 0; w < kWarpsN; w++) {
-            const float mw = wml[(w * kRowsPerWarp + r) * 2];
+            const float mw = wml[(w * rows_per_warp + r) * 2];
             const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);  // a warp that saw no key weighs nothing
-            o = fmaf(wo[(w * kRowsPerWarp + r) * HDP + e], f, o);
-            sum = fmaf(wml[(w * kRowsPerWarp + r) * 2 + 1], f, sum);
+            o = fmaf(wo[(w * rows_per_warp + r) * o_stride + e], f, o);
+            sum = fmaf(wml[(w * rows_per_warp + r) * 2 + 1], f, sum);
         }
         const int64_t base = (int64_t(s) * a.n_heads + h0 + r) * part.n_split_max + split;
         part.o[base * hd + e] = o;

@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_kernel(PagedAttentio
                 wo[(warp * kRows + r) * HDP + i * 32 * Sh::CW + lane * Sh::CW + u] = acc[r][i * Sh::CW + u];
     }
     __syncthreads();
-    merge_warp_states<kWarps, kRows, HDP>(wml, wo, n_rows, hd, int(threadIdx.x), kWarps * 32, a, part, s, h0, split);
+    merge_warp_states<kWarps>(wml, wo, kRows, HDP, n_rows, hd, int(threadIdx.x), kWarps * 32, a, part, s, h0, split);
 }
 
 template <typename KV, int HDP>

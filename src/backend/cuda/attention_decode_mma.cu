@@ -282,23 +282,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_mma_kernel(PagedAttentionA
         }
         __syncthreads();
         // Merged in warp order into the split's partial.
-        for (int idx = tid; idx < n_rows * hd; idx += kThreads) {
-            const int r = idx / hd, e = idx % hd;
-            float mx = -INFINITY;
-#pragma unroll
-            for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, st_ml[(w * sr + r) * 2]);
-            float ov = 0.0f, sum = 0.0f;
-#pragma unroll
-            for (int w = 0; w < kWarps; w++) {
-                const float mw = st_ml[(w * sr + r) * 2];
-                const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);  // a warp that saw no key weighs nothing
-                ov = fmaf(st_o[(w * sr + r) * SO + e], f, ov);
-                sum = fmaf(st_ml[(w * sr + r) * 2 + 1], f, sum);
-            }
-            const int64_t pb = (int64_t(s) * a.n_heads + h0 + r) * part.n_split_max + z0 + li;
-            part.o[pb * hd + e] = ov;
-            if (e == 0) part.ml[pb * 2] = mx, part.ml[pb * 2 + 1] = sum;
-        }
+        merge_warp_states<kWarps>(st_ml, st_o, sr, SO, n_rows, hd, tid, kThreads, a, part, s, h0, z0 + li);
     }
     if (!whole) return;
     // The block held every split of its sequence: merge them in split order (the merge kernel's arithmetic) from
