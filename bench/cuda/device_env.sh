@@ -5,3 +5,10 @@ for d in $(find / -xdev -name 'libcublas.so.13*' -printf '%h\n' 2>/dev/null | so
   export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
 done
 step() { case " ${STEPS:-} " in *" $1 "*) return 0;; *) return 1;; esac; }
+# The per-op suite, all of it, into $OUT/backend_ops.txt (timeout in seconds as $1).
+run_backend_ops() {
+  local s=$(date +%s)
+  timeout "${1:-300}" $C/test_backend_ops > "$OUT/backend_ops.txt" 2>&1
+  echo "backend_ops rc=$? $(( $(date +%s) - s )) s: $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/backend_ops.txt" | tr '\n' ' ')"
+  grep -E "FAILED|Failure" -A4 "$OUT/backend_ops.txt" | head -30
+}

@@ -13,12 +13,7 @@ STEPS=${STEPS:-"attn gemm synth profile batch128"}
 mkdir -p "$OUT"
 . "$(dirname "$0")/device_env.sh"
 with_env() { local e=$1; shift; env $(echo "$e" | tr ',' ' ') "$@"; }
-if step ops; then
-  s=$(date +%s)
-  timeout 300 $C/test_backend_ops > "$OUT/backend_ops.txt" 2>&1
-  echo "backend_ops rc=$? $(( $(date +%s) - s )) s: $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/backend_ops.txt" | tr '\n' ' ')"
-  grep -E "FAILED|Failure" -A4 "$OUT/backend_ops.txt" | head -30
-fi
+if step ops; then run_backend_ops 300; fi
 if step attn; then
   for e in ${ATTN_ENVS:-X=0}; do
     echo "== attention timing $e"

@@ -15,12 +15,7 @@ mkdir -p "$OUT"
 . "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 ldd $C/osprey | grep "not found"
-if step ops; then
-  s=$(date +%s)
-  timeout 240 $C/test_backend_ops > "$OUT/backend_ops.txt" 2>&1
-  echo "backend_ops rc=$? $(( $(date +%s) - s )) s: $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/backend_ops.txt" | tr '\n' ' ')"
-  grep -E "FAILED|Failure" -A4 "$OUT/backend_ops.txt" | head -30
-fi
+if step ops; then run_backend_ops 240; fi
 if step synth; then
   s=$(date +%s)
   [ -f "$M/config.json" ] || $C/osprey synth --shape llama-3.1-8b --dtype bf16 --tokenizer $C/llama3 -o "$M" > "$OUT/synth.txt" 2>&1
