@@ -455,6 +455,13 @@ void Engine::Impl::emit(Sequence* seq, const SampledToken& tok, int index) {
         if (seq->pending_index == index) seq->pending_index = seq->pending_row = -1;
     }
     const int n_known = index + 1;  // tokens known on the host (a later step's placeholder may follow)
+    if (seq->padding) {  // a static batch's finished row: computed, read by nobody
+        if (n_known >= max_model_len) {
+            scheduler->finish(seq);
+            retire(seq);
+        }
+        return;
+    }
     {
         std::lock_guard<std::mutex> lock(mutex);
         stats.n_generation_tokens++;
@@ -475,17 +482,23 @@ void Engine::Impl::emit(Sequence* seq, const SampledToken& tok, int index) {
         seq->request->on_output(out);
         return;
     }
-    seq->tokens.resize(size_t(n_known));  // a token drawn after the stop is dropped
-    seq->pending_index = seq->pending_row = -1;
+    // Static batching keeps the row computing until the batch ends (Sequence::padding); otherwise a token drawn
+    // after the stop is dropped and the blocks are freed now.
+    const bool padding = config.scheduling == SchedulingPolicy::Static;
+    if (!padding) {
+        seq->tokens.resize(size_t(n_known));
+        seq->pending_index = seq->pending_row = -1;
+    }
     // The finishing event carries this token too.
     RequestOutput last = std::move(out);
     last.text += seq->text->finish();
     last.finished = true;
     last.finish_reason = reason;
     last.n_prompt_tokens = seq->n_prompt;
-    last.n_completion_tokens = seq->n_output();
+    last.n_completion_tokens = n_known - seq->n_prompt;
     last.n_cached_prompt_tokens = seq->n_cached_prompt;
-    scheduler->finish(seq);
+    if (padding) seq->padding = true;
+    else scheduler->finish(seq);
     publish_occupancy();  // a client that sees its request finish also sees its blocks freed
     seq->finish_reason = reason;
     std::shared_ptr<RequestState> req = seq->request;
@@ -497,7 +510,7 @@ void Engine::Impl::emit(Sequence* seq, const SampledToken& tok, int index) {
         std::lock_guard<std::mutex> lock(mutex);
         stats.n_requests_finished++;
     }
-    retire(seq);
+    if (!padding) retire(seq);
 }
 
 void Engine::Impl::process_inflight() {
@@ -518,6 +531,7 @@ void Engine::Impl::process_inflight() {
 void Engine::Impl::step() {
     const auto t_start = std::chrono::steady_clock::now();
     StepPlan plan = scheduler->schedule();
+    for (Sequence* s : plan.released) retire(s);  // a static batch's padding rows, its batch done
     if (plan.empty()) {
         if (inflight) process_inflight();  // the last launched step: its ids still have to be emitted
         free_retired();

@@ -45,6 +45,11 @@ void Scheduler::finish(Sequence* seq) {
 }
 
 void Scheduler::preempt(Sequence* seq, StepPlan& plan) {
+    if (seq->padding) {  // nothing to recompute: a padding row just ends
+        finish(seq);
+        plan.released.push_back(seq);
+        return;
+    }
     running_.erase(std::remove(running_.begin(), running_.end(), seq), running_.end());
     release_blocks(seq);
     seq->n_computed = 0;
@@ -98,6 +103,12 @@ int Scheduler::apply_prefix_cache(Sequence* seq) {
 StepPlan Scheduler::schedule() {
     StepPlan plan;
     int budget = config_.max_num_batched_tokens;
+    // A static batch whose sequences have all finished ends: its padding rows go, the next batch is admitted.
+    if (!running_.empty() &&
+        std::all_of(running_.begin(), running_.end(), [](const Sequence* s) { return s->padding; })) {
+        const std::vector<Sequence*> done = running_;
+        for (Sequence* s : done) finish(s), plan.released.push_back(s);
+    }
     const bool was_idle = running_.empty();
 
     // Running sequences first, oldest first.

@@ -4,7 +4,9 @@
 // token, or a prompt chunk) within the token budget, in admission order; then, if nothing was preempted, waiting
 // sequences join (priority, then FCFS) while max_num_seqs, the budget and free blocks allow. Admission first reuses
 // cached prefix blocks. When blocks run out, the newest running sequence is preempted: its blocks are released (they
-// stay in the prefix cache until evicted) and it waits to be recomputed. Host-only; single-threaded.
+// stay in the prefix cache until evicted) and it waits to be recomputed. Static batching (the baseline) fills a
+// batch, then admits nothing until every sequence of it has finished; a finished sequence keeps computing as a
+// padding row (Sequence::padding) until then, the cost a fixed-shape batch pays. Host-only; single-threaded.
 #pragma once
 
 #include <deque>
@@ -27,6 +29,7 @@ struct StepPlan {
     std::vector<ScheduledSeq> seqs;
     std::vector<std::pair<int32_t, int32_t>> block_copies;  // (src, dst) copy-on-write before the step
     std::vector<Sequence*> preempted;
+    std::vector<Sequence*> released;  // padding rows dropped (static batching): finished, their blocks freed
     int n_tokens = 0;
     bool empty() const { return seqs.empty(); }
 };

@@ -43,6 +43,9 @@ struct Sequence {
     // row pending_row of that step's id buffer (pending_index -1: none).
     int pending_index = -1;
     int pending_row = -1;
+    // Static batching: finished (its request has its answer), but it keeps its row in the batch, computing tokens
+    // nobody reads, until the batch's last sequence finishes, as a fixed-shape batch does.
+    bool padding = false;
 
     int n_tokens() const { return int(tokens.size()); }
     int n_output() const { return n_tokens() - n_prompt; }
