@@ -123,7 +123,7 @@ nlohmann::json offline_json(const OfflineResult& r, const OfflineConfig& c) {
     j["scheduling"] = r.scheduling;
     j["dataset_name"] = c.dataset.name;
     j["output_len_dist"] = c.dataset.output_len_dist;
-    j["async_scheduling"] = c.engine.async_scheduling == engine::AsyncScheduling::On ? "on" : c.engine.async_scheduling == engine::AsyncScheduling::Off ? "off" : "auto";
+    j["async_scheduling"] = engine::async_scheduling_name(c.engine.async_scheduling);
     j["random_range_ratio"] = c.dataset.random_range_ratio;
     j["max_num_seqs"] = c.engine.max_num_seqs;
     j["max_num_batched_tokens"] = c.engine.max_num_batched_tokens;

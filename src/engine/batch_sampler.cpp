@@ -65,15 +65,15 @@ std::vector<SampledToken> BatchSampler::draw(const Tensor& logits, std::span<con
         raw_needed = raw_needed || (r.params->n_logprobs >= 0 && has_penalties(*r.params));
     }
     const size_t logits_bytes = size_t(n) * size_t(V) * 4;
+    const int width = std::max(n_top, 1);  // top-logprob slots per row in the device buffers
 
     // Logprobs are reported under the raw distribution: taken before the penalties change the row.
     if (n_top >= 0) {
         ensure(be_, lse_, size_t(n) * 4);
-        ensure(be_, top_ids_, size_t(n) * size_t(std::max(n_top, 1)) * 4);
-        ensure(be_, top_logprobs_, size_t(n) * size_t(std::max(n_top, 1)) * 4);
-        be_.row_logprobs(top_ids_.view(DType::I32, {n, std::max(n_top, 1)}),
-                         top_logprobs_.view(DType::F32, {n, std::max(n_top, 1)}), lse_.view(DType::F32, {n}), logits,
-                         n_top);
+        ensure(be_, top_ids_, size_t(n * width) * 4);
+        ensure(be_, top_logprobs_, size_t(n * width) * 4);
+        be_.row_logprobs(top_ids_.view(DType::I32, {n, width}), top_logprobs_.view(DType::F32, {n, width}),
+                         lse_.view(DType::F32, {n}), logits, n_top);
         if (raw_needed) {
             ensure(be_, raw_logits_, logits_bytes);
             be_.copy(raw_logits_.data(), logits.data, logits_bytes);
@@ -107,15 +107,16 @@ std::vector<SampledToken> BatchSampler::draw(const Tensor& logits, std::span<con
     const Tensor ids = ids_.view(DType::I32, {n});
     be_.sample_rows(ids, logits, row_params_.view(DType::I32, {n, 8}));
 
+    if (n_top >= 0) {  // launched before the first read-back, so one wait covers every result
+        ensure(be_, chosen_logprobs_, size_t(n) * 4);
+        const Tensor raw = raw_needed ? raw_logits_.view(DType::F32, {n, V}) : logits;
+        be_.token_logprobs(chosen_logprobs_.view(DType::F32, {n}), raw, lse_.view(DType::F32, {n}), ids);
+    }
     std::vector<int32_t> host_ids(static_cast<size_t>(n));
     be_.copy_to_host(host_ids.data(), ids_.data(), size_t(n) * 4);
     for (int64_t r = 0; r < n; r++) out[size_t(r)].token = host_ids[size_t(r)];
     if (n_top < 0) return out;
 
-    ensure(be_, chosen_logprobs_, size_t(n) * 4);
-    const Tensor raw = raw_needed ? raw_logits_.view(DType::F32, {n, V}) : logits;
-    be_.token_logprobs(chosen_logprobs_.view(DType::F32, {n}), raw, lse_.view(DType::F32, {n}), ids);
-    const int width = std::max(n_top, 1);
     std::vector<float> chosen(static_cast<size_t>(n)), top_lp(static_cast<size_t>(n * width));
     std::vector<int32_t> top_ids(static_cast<size_t>(n * width));
     be_.copy_to_host(chosen.data(), chosen_logprobs_.data(), chosen.size() * 4);

@@ -48,6 +48,15 @@ const char* finish_reason_name(FinishReason reason) {
     return "";
 }
 
+const char* async_scheduling_name(AsyncScheduling a) {
+    switch (a) {
+        case AsyncScheduling::Auto: return "auto";
+        case AsyncScheduling::On: return "on";
+        case AsyncScheduling::Off: return "off";
+    }
+    return "";
+}
+
 // What a request's sequences share.
 struct RequestState {
     GenerationRequest request;
@@ -586,17 +595,23 @@ void Engine::Impl::step() {
     // where each choice samples it. Rows with nothing but temperature, top-k/p, min-p and a seed ("plain") can be
     // drawn by a step whose ids are read back later (async scheduling).
     backend::Backend& be = model.backend();
-    draw_rows.clear();
     bool any_fork = false, all_plain = true;
     for (const ScheduledSeq& s : plan.seqs) {
         if (!s.sample) continue;
-        const Sequence* seq = s.seq;
-        const SamplingParams& p = seq->request->request.params;
-        any_fork = any_fork || seq->fork_pending;
-        all_plain = all_plain && p.device_samplable();
-        draw_rows.push_back({seq->sampler.get(), &p, std::span<const int32_t>(seq->tokens.data(), size_t(seq->n_prompt)),
-                             std::span<const int32_t>(seq->tokens.data() + seq->n_prompt, size_t(seq->n_output()))});
+        any_fork = any_fork || s.seq->fork_pending;
+        all_plain = all_plain && s.seq->request->request.params.device_samplable();
     }
+    // The rows to draw, with each sequence's history as it stands when called.
+    auto collect_draw_rows = [&] {
+        draw_rows.clear();
+        for (const ScheduledSeq& s : plan.seqs) {
+            if (!s.sample) continue;
+            const Sequence* seq = s.seq;
+            draw_rows.push_back({seq->sampler.get(), &seq->request->request.params,
+                                 std::span<const int32_t>(seq->tokens.data(), size_t(seq->n_prompt)),
+                                 std::span<const int32_t>(seq->tokens.data() + seq->n_prompt, size_t(seq->n_output()))});
+        }
+    };
 
     if (async && !any_fork && all_plain) {
         // Launch the draw, leave placeholders for its ids, and emit the previous step's ids while the device works.
@@ -609,6 +624,7 @@ void Engine::Impl::step() {
                 if (inflight) process_inflight();  // its ids may live in the buffer about to be replaced
                 ids = be.alloc(size_t(std::max<int64_t>(n_rows, 256)) * 4);
             }
+            collect_draw_rows();
             batch_sampler.launch_plain(logits, draw_rows, ids);
             next.ticket = be.begin_readback(ids.data(), size_t(n_rows) * 4);
             int row = 0;
@@ -621,7 +637,11 @@ void Engine::Impl::step() {
                 next.rows.emplace_back(seq, seq->pending_index);
             }
         }
-        if (inflight) process_inflight();
+        if (inflight) {
+            process_inflight();
+            std::lock_guard<std::mutex> lock(mutex);
+            stats.n_overlapped_steps++;
+        }
         scheduler->commit(plan);  // after the previous step's ids filled this step's inputs (block hashes)
         if (n_rows > 0) inflight = std::move(next);
         else n_processed = step_id;
@@ -630,17 +650,7 @@ void Engine::Impl::step() {
     }
 
     // Synchronous: the previous step's ids first (they complete this step's histories), then this step's draw.
-    if (inflight) {
-        process_inflight();
-        for (size_t r = 0, i = 0; i < plan.seqs.size(); i++) {  // the histories grew: renew the spans
-            const ScheduledSeq& s = plan.seqs[i];
-            if (!s.sample) continue;
-            const Sequence* seq = s.seq;
-            draw_rows[r].prompt = std::span<const int32_t>(seq->tokens.data(), size_t(seq->n_prompt));
-            draw_rows[r++].generated =
-                std::span<const int32_t>(seq->tokens.data() + seq->n_prompt, size_t(seq->n_output()));
-        }
-    }
+    if (inflight) process_inflight();
     scheduler->commit(plan);
     if (n_rows == 0) {
         n_processed = step_id;
@@ -651,6 +661,7 @@ void Engine::Impl::step() {
         host_logits.resize(size_t(n_rows * n_vocab));
         be.copy_to_host(host_logits.data(), logits.data, host_logits.size() * 4);
     }
+    collect_draw_rows();
     const std::vector<SampledToken> drawn = batch_sampler.draw(logits, draw_rows);
     int row = 0;
     for (const ScheduledSeq& s : plan.seqs) {

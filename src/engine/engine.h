@@ -36,6 +36,7 @@ enum class SchedulingPolicy { Continuous, Static };  // static: fill a batch, ru
 // sequence that stops at step N has computed one token too many in step N+1, which is dropped. Auto: on for a
 // device backend, off on the CPU (whose ops run synchronously: nothing to overlap).
 enum class AsyncScheduling { Auto, On, Off };
+const char* async_scheduling_name(AsyncScheduling a);  // "auto", "on", "off"
 
 struct EngineConfig {
     int max_num_seqs = 64;              // running sequences at once
@@ -100,6 +101,7 @@ struct EngineStats {
     int64_t prefix_cache_queries = 0;  // prompt tokens looked up
     int64_t prefix_cache_hits = 0;     // prompt tokens found cached
     int64_t n_steps = 0;
+    int64_t n_overlapped_steps = 0;    // steps launched before the previous step's ids were read (async scheduling)
     int64_t n_decode_steps = 0;        // steps in which every scheduled sequence decoded one token
     int64_t decode_step_tokens = 0;    // tokens those steps produced
     double decode_step_seconds = 0;    // wall time of those steps (forward, sampling, outputs)

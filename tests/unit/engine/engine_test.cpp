@@ -106,6 +106,9 @@ TEST_P(EngineModes, BatchedGreedyEqualsAloneAndPreemptionIsTransparent) {
             EXPECT_EQ(together[i].text, alone[i].text);
             EXPECT_EQ(together[i].n_prompt_tokens, int(reqs[i].prompt.size()));
         }
+        // The mode under test really ran: async steps launch before the previous step's ids are read.
+        if (GetParam() == AsyncScheduling::On) EXPECT_GT(e.stats().n_overlapped_steps, 0);
+        else EXPECT_EQ(e.stats().n_overlapped_steps, 0);
     }
     {
         // A pool of 3 blocks x 16 tokens... at least one max_model_len sequence: 5 blocks of 16 for 80 tokens.
