@@ -86,20 +86,17 @@ TEST(SampleRow, DrawIsUniformAndDependsOnSeedAndCounterOnly) {
 }
 
 TEST(SampleRow, KeptSetAndFrequenciesFollowTheDefinition) {
-    struct Case {
-        float temperature;
-        int top_k;
-        float top_p, min_p;
-    };
-    const Case cases[] = {{1.0f, 0, 1.0f, 0.0f}, {0.7f, 5, 1.0f, 0.0f}, {1.0f, 0, 0.8f, 0.0f}, {1.3f, 0, 1.0f, 0.1f},
-                          {0.9f, 12, 0.9f, 0.05f}, {1.0f, 1, 1.0f, 0.0f}, {2.0f, 40, 0.5f, 0.0f}};
+    // (temperature, top_k, top_p, min_p); seed and counter are set per draw.
+    const SamplingRow cases[] = {{1.0f, 0, 1.0f, 0.0f}, {0.7f, 5, 1.0f, 0.0f}, {1.0f, 0, 0.8f, 0.0f},
+                                 {1.3f, 0, 1.0f, 0.1f}, {0.9f, 12, 0.9f, 0.05f}, {1.0f, 1, 1.0f, 0.0f},
+                                 {2.0f, 40, 0.5f, 0.0f}};
     uint32_t seed = 1;
-    for (const Case& c : cases) {
+    for (const SamplingRow& c : cases) {
         SCOPED_TRACE(testing::Message() << "T=" << c.temperature << " k=" << c.top_k << " p=" << c.top_p
                                         << " min_p=" << c.min_p);
         const std::vector<float> logits = random_logits(64, seed++, 2.0f);
-        SamplingRow p;
-        p.temperature = c.temperature, p.top_k = c.top_k, p.top_p = c.top_p, p.min_p = c.min_p, p.seed = 99;
+        SamplingRow p = c;
+        p.seed = 99;
         const std::map<int, double> want = truncated(logits, p);
         ASSERT_FALSE(want.empty());
         std::map<int, int> got;

@@ -9,24 +9,19 @@
 namespace osprey::backend::testing {
 
 TEST_F(BackendOps, SampleRowsMatchesTheReference) {
-    struct Case {
-        float temperature;
-        int top_k;
-        float top_p, min_p;
-    };
-    const Case cases[] = {{0.0f, 0, 1.0f, 0.0f}, {1.0f, 0, 1.0f, 0.0f},  {0.7f, 50, 1.0f, 0.0f}, {1.0f, 0, 0.9f, 0.0f},
-                          {0.8f, 0, 1.0f, 0.05f}, {1.1f, 40, 0.95f, 0.02f}, {1.0f, 1, 1.0f, 0.0f}};
+    // (temperature, top_k, top_p, min_p); seed and counter are set per row.
+    const SamplingRow cases[] = {{0.0f, 0, 1.0f, 0.0f},  {1.0f, 0, 1.0f, 0.0f},    {0.7f, 50, 1.0f, 0.0f},
+                                 {1.0f, 0, 0.9f, 0.0f},  {0.8f, 0, 1.0f, 0.05f}, {1.1f, 40, 0.95f, 0.02f}, {1.0f, 1, 1.0f, 0.0f}};
     for (int64_t V : {int64_t(1000), int64_t(49152), int64_t(128256)}) {
         const int64_t R = 64;
         // Peaked rows (a model's logits: a few likely tokens) and flat ones.
         std::vector<float> logits = random_floats(size_t(R * V), uint32_t(V), -4.0f, 4.0f);
         for (int64_t r = 0; r < R; r += 2)
             for (int j = 0; j < 20; j++) logits[size_t(r * V + (r * 7919 + j * 104729) % V)] += 8.0f + float(j % 5);
-        for (const Case& c : cases) {
+        for (const SamplingRow& c : cases) {
             std::vector<SamplingRow> rows(static_cast<size_t>(R));
             for (int64_t r = 0; r < R; r++) {
-                rows[size_t(r)].temperature = c.temperature, rows[size_t(r)].top_k = c.top_k;
-                rows[size_t(r)].top_p = c.top_p, rows[size_t(r)].min_p = c.min_p;
+                rows[size_t(r)] = c;
                 rows[size_t(r)].seed = 1000 + uint64_t(r), rows[size_t(r)].counter = uint64_t(r) * 3;
             }
             DevTensor lg(gpu(), DType::F32, {R, V}, logits.data());
