@@ -33,7 +33,7 @@ def main():
     ap.add_argument("--base-url", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--trials", type=int, default=5)
-    ap.add_argument("--words", type=int, default=850, help="system prompt words (~1,000 tokens for SmolLM2)")
+    ap.add_argument("--words", type=int, default=1000, help="system prompt words (~1,010 tokens with SmolLM2's tokenizer)")
     ap.add_argument("-o", "--output")
     args = ap.parse_args()
     client = OpenAI(base_url=args.base_url, api_key="none")

@@ -72,14 +72,18 @@ if step variants; then  # GEMV kernel variants (OSPREY_GEMV_VARIANT, tuning only
 fi
 if step offline; then  # continuous vs static batching and KV waste: ShareGPT prompts (the file has no replies), output
   # lengths of mean 256 drawn uniform in [26, 486] or exponential (256 * Exp(1), clamped to 2,048 - prompt)
+  # OFFLINE_PROMPTS requests (default 200; the file has 500), OFFLINE_SEQS max-num-seqs values (default 64).
+  for seqs in ${OFFLINE_SEQS:-64}; do
   for dist in ${OFFLINE_DISTS:-uniform exponential}; do
     for sched in continuous static; do
+      tag=${dist}_${seqs}seqs_$sched
       $C/osprey bench offline -m "$M" --device cuda --dataset sharegpt --dataset-path ${SHAREGPT:-.devcarry2/sharegpt_v3_filtered_500.json} \
-        --num-prompts ${OFFLINE_PROMPTS:-200} --output-len 256 --random-range-ratio 0.9 --output-len-dist $dist --max-num-seqs 64 \
-        --max-num-batched-tokens 2048 --scheduling $sched \
-        --save-result "$OUT/offline_${dist}_$sched.json" > "$OUT/offline_${dist}_$sched.txt" 2>&1
-      echo "offline $dist $sched rc=$?"; grep -E "throughput|KV waste|Preempt|Elapsed" "$OUT/offline_${dist}_$sched.txt" | head -6
+        --num-prompts ${OFFLINE_PROMPTS:-200} --output-len 256 --random-range-ratio 0.9 --output-len-dist $dist --max-num-seqs $seqs \
+        --max-num-batched-tokens $(( seqs > 64 ? 8192 : 2048 )) --scheduling $sched \
+        --save-result "$OUT/offline_$tag.json" > "$OUT/offline_$tag.txt" 2>&1
+      echo "offline $tag rc=$?"; grep -E "throughput|KV waste|Preempt|Elapsed" "$OUT/offline_$tag.txt" | head -6
     done
+  done
   done
 fi
 if step offline1000; then  # offline throughput: 1,000 requests of 1,024 prompt tokens and 128 generated tokens
