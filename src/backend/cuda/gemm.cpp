@@ -9,6 +9,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/gemm.cuh"
+#include "backend/cuda/gemm_quant.cuh"
 
 namespace osprey::backend::cuda {
 
@@ -40,6 +41,15 @@ int64_t m_bucket(int64_t M) {
     int64_t b = 16;
     while (b < M) b *= 2;
     return b;
+}
+
+// Whether block weights at M rows take the direct quantized GEMM (OSPREY_QGEMM, read per call so that tests and
+// timings can switch it: "0" never, "1" at every M, else up to kQuantGemmMaxRows).
+bool use_quant_gemm(int64_t M) {
+    const char* e = std::getenv("OSPREY_QGEMM");
+    if (e != nullptr && e[0] == '0') return false;
+    if (e != nullptr && e[0] == '1') return true;
+    return M <= kQuantGemmMaxRows;
 }
 
 constexpr int kLtCandidates = 16;
@@ -104,6 +114,14 @@ void Gemm::run(float* out, const float* x, DType w_dtype, const void* w, int64_t
         if (gemm_mode() != GemmMode::Blas && run_lt(out, xh, cuda_type, w, M, N, K)) return;
         OSP_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, cuda_type, k, xh, cuda_type,
                                       k, &zero, out, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
+    if (use_quant_gemm(M) && quant_gemm_supported(w_dtype, K)) {
+        const QuantGemmPlan plan = plan_quant_gemm(w_dtype, M, N, K);
+        float* ws = plan.workspace_bytes > 0 ? static_cast<float*>(split_scratch_.get(plan.workspace_bytes, stream_))
+                                             : nullptr;
+        launch_quant_gemm(plan, out, xh, w_dtype, w, M, N, K, ws, stream_);
+        OSP_CUDA_CHECK_LAUNCH();
         return;
     }
     const size_t row_bytes = dtype_row_bytes(w_dtype, K);

@@ -1,8 +1,10 @@
 // Large-batch matrix products through cuBLAS: out [M, N] f32 = x [M, K] f32 . w [N, K]^T.
 // - F32 weights: SGEMM in f32 (no TF32).
 // - F16 / BF16 weights: x is rounded to the weight's type, then a tensor-core GEMM with f32 accumulation.
-// - GGUF block weights: rows of w are dequantized to f16 in slices of at most kDequantSliceBytes, x is
-//   rounded to f16, then the same f16 GEMM per slice.
+// - GGUF block weights: x is rounded to f16; up to kQuantGemmMaxRows rows (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) the
+//   tensor-core GEMM of gemm_quant.cuh reads the blocks directly; otherwise rows of w are dequantized to f16 in
+//   slices of at most kDequantSliceBytes and each slice goes through the f16 GEMM. OSPREY_QGEMM=0 / 1 (tuning and
+//   tests) forces the slice path / the direct kernel at every M.
 // The conversion kernels live in gemm.cu (nvcc); the cuBLAS calls and scratch in gemm.cpp (host compiler).
 #pragma once
 
@@ -20,6 +22,7 @@
 namespace osprey::backend::cuda {
 
 constexpr size_t kDequantSliceBytes = size_t(64) << 20;
+constexpr int64_t kQuantGemmMaxRows = 256;
 
 // dst[i] = f16 or bf16 (to) of x[i], i < n.
 void launch_convert_f32(void* dst, DType to, const float* x, int64_t n, cudaStream_t stream);
@@ -73,7 +76,7 @@ class Gemm {
     std::map<PlanKey, LtPlan> plans_;
     std::map<PlanKey, cublasLtMatmulAlgo_t> tuned_;  // (type, M bucket, N, K) -> the fastest measured algorithm
     void* workspace_ = nullptr;  // cuBLAS's own, set explicitly so that graph capture never allocates
-    DeviceScratch x_scratch_, w_scratch_;
+    DeviceScratch x_scratch_, w_scratch_, split_scratch_;  // split_scratch_: the direct kernel's K-split partials
 };
 
 }  // namespace osprey::backend::cuda
