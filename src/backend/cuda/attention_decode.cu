@@ -64,6 +64,7 @@ __device__ __forceinline__ void stage_chunk(KV* dst, const KV* pool, const int* 
 template <typename KV, int HDP>
 __global__ void __launch_bounds__(kWarps * 32) decode_split_kernel(PagedAttentionArgs a, DecodePartials part,
                                                                     bool vec_ok) {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the next product may start its weight loads
     using Sh = DecodeShape<KV, HDP>;
     const int s = blockIdx.x;
     const int t = a.query_start[s];

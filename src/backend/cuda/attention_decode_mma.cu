@@ -72,6 +72,7 @@ __device__ __forceinline__ void split_half2(float x0, float x1, uint32_t& head, 
 
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, 2) decode_mma_kernel(PagedAttentionArgs a, DecodePartials part) {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the next product may start its weight loads
     using Sh = DecodeMmaShape<HDP>;
     constexpr int ST = Sh::ST, NS = Sh::NS, SO = Sh::SO;
     const int s = blockIdx.x;
