@@ -109,6 +109,8 @@ struct Engine::Impl {
     int64_t next_seq_id = 0;
     int64_t next_arrival = 0;
     std::vector<float> host_row;
+
+    void warm_up();
     std::vector<float> host_logits;  // this step's sampled rows [n_rows, n_vocab] (when a parent forks)
     BatchSampler batch_sampler;
     std::vector<DrawRow> draw_rows;
@@ -147,6 +149,34 @@ struct Engine::Impl {
     void publish_stats();
     void publish_occupancy();  // queue lengths and KV blocks in use, before a finished event goes out
 };
+
+// On a GPU, before serving: one forward pass of a full step of dummy tokens, one decode step and a greedy draw,
+// so that every kernel is loaded (lazy module loading), cuBLAS has picked its kernels and the batch-1 decode graph
+// exists before the first request, whose TTFT would pay for them otherwise. The blocks go back unhashed: nothing
+// is cached, counted or scheduled.
+void Engine::Impl::warm_up() {
+    Impl& m = *this;
+    backend::Backend& be = m.model.backend();
+    if (be.device() == Device::Cpu) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int bs = m.config.block_size;
+    const int n = std::max(1, std::min(m.config.max_num_batched_tokens, m.max_model_len - 1));
+    std::vector<int32_t> table;
+    if (!m.blocks->allocate((n + 1 + bs - 1) / bs, table)) return;
+    const std::vector<int32_t> tokens(size_t(n), 0);
+    model::StepInput prefill;
+    prefill.add_sequence(tokens, 0, table, bs, model::StepInput::Logits::Last);
+    m.model.forward(prefill, *m.kv_cache);
+    model::StepInput decode;
+    decode.add_sequence(std::span<const int32_t>(tokens.data(), 1), n, table, bs, model::StepInput::Logits::Last);
+    const Tensor logits = m.model.forward(decode, *m.kv_cache);
+    backend::Buffer id = be.alloc(4);
+    be.argmax_rows(id.view(DType::I32, {1}), logits);
+    be.synchronize();
+    for (int32_t b : table) m.blocks->release(b);
+    spdlog::info("warm-up: a {}-token step and a decode step in {:.2f} s",
+                 n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
 
 Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const EngineConfig& config)
     : impl_(std::make_unique<Impl>(model, tokenizer, config)) {
@@ -188,6 +218,7 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const
     m.stats.kv_tokens_capacity = n_blocks * config.block_size;
     m.async = config.async_scheduling == AsyncScheduling::On ||
               (config.async_scheduling == AsyncScheduling::Auto && model.backend().device() != Device::Cpu);
+    m.warm_up();
     m.thread = std::thread([&m] { m.loop(); });
 }
 
