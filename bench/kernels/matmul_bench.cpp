@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
         {DType::Q4_1, 576, 576},  {DType::Q4_1, 192, 576}, {DType::Q4_1, 1536, 576}, {DType::Q4_1, 576, 1536},
         {DType::Q8_0, 49152, 576}, {DType::Q5_0, 256, 640}, {DType::Q4_K, 2048, 640}, {DType::Q6_K, 640, 2048},
         {DType::Q8_0, 1024, 640},  {DType::F16, 576, 576},
+        {DType::F16, 1536, 576},   {DType::F16, 576, 1536}, {DType::Q8_0, 576, 576}, {DType::Q8_0, 1536, 576},
+        {DType::Q8_0, 576, 1536},
         // Streaming from memory (larger than the last-level cache), as decode reads a whole model per token.
         {DType::Q4_1, 92160, 576}, {DType::F16, 49152, 576},
     };

@@ -137,6 +137,12 @@ class Backend {
     virtual bool supports_embedding(DType table_dtype) const = 0;
     virtual bool supports_kv_dtype(DType kv_dtype) const = 0;
 
+    // ---- weight preparation ----
+    // w is a weight matrix that matmul will read for the model's lifetime (its data stays valid and unchanged).
+    // A backend may keep a private copy in a layout of its own (the CPU backend: column panels for its F16 panel
+    // kernels); results depend only on w's values, never on whether it was prepared. Default: nothing.
+    virtual void prepare_matrix(const Tensor& w) { (void)w; }
+
     // ---- ops ----
     // out[t, :] = table[ids[t], :] * scale                         out [T, d] f32; table [V, d]; ids i32 [T]
     virtual void embedding(Tensor out, const Tensor& table, const Tensor& ids, float scale) = 0;

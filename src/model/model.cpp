@@ -139,10 +139,16 @@ void Model::load(const WeightSource& src) {
         std::string name;
         int64_t rows, cols;
     };
-    auto matrix_group = [&](const std::vector<MatrixSpec>& specs) -> std::vector<Tensor> {
+    // Matrices of matmuls are offered to the backend for a layout of its own (prepare_matrix); the embedding table
+    // only when it is also the output head.
+    auto matrix_group = [&](const std::vector<MatrixSpec>& specs, bool prepare = true) -> std::vector<Tensor> {
         std::vector<Tensor> host;
         for (const MatrixSpec& s : specs) host.push_back(stored_matrix(s.name, s.rows, s.cols));
-        if (backend_.device() == Device::Cpu) return host;
+        if (backend_.device() == Device::Cpu) {
+            if (prepare)
+                for (const Tensor& t : host) backend_.prepare_matrix(t);
+            return host;
+        }
         bool one_type = true;
         size_t total = 0;
         for (const Tensor& t : host) one_type = one_type && t.dtype == host[0].dtype, total += t.n_bytes();
@@ -167,8 +173,8 @@ void Model::load(const WeightSource& src) {
         owned_.push_back(std::move(b));
         return out;
     };
-    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) -> Tensor {
-        return matrix_group({{name, rows, cols}})[0];
+    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, bool prepare = true) -> Tensor {
+        return matrix_group({{name, rows, cols}}, prepare)[0];
     };
     // Vectors (norms, biases) are converted to f32.
     auto vector = [&](const std::string& name, int64_t n, bool required, float shift) -> Tensor {
@@ -206,10 +212,11 @@ void Model::load(const WeightSource& src) {
             raise(ErrorCode::Unsupported, "{}: embedding type {} has no kernel on backend {}", src.description,
                   dtype_name(e.dtype), backend_.name());
     }
-    w_.tok_embd = matrix(g.tok_embd, c.n_vocab, c.d_model);
+    w_.tok_embd = matrix(g.tok_embd, c.n_vocab, c.d_model, /*prepare=*/false);
     w_.output_norm = vector(g.output_norm, c.d_model, true, norm_shift);
     if (c.tied_embeddings || !src.find(g.output)) {
         w_.output = w_.tok_embd;
+        backend_.prepare_matrix(w_.output);
     } else {
         w_.output = matrix(g.output, c.n_vocab, c.d_model);
     }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -61,16 +62,36 @@ class CpuBackend final : public Backend {
         }
     }
 
+    // F16 and Q8_0 matrices get a copy in panels of 16 rows when the kernel table has the panel kernels (AVX-512):
+    // every product with them, at any M, then runs the panel kernels (see cpu_kernels.h). Other types keep their
+    // rows.
+    void prepare_matrix(const Tensor& w) override {
+        const int64_t N = w.rows(), K = w.cols();
+        const int64_t bytes = cpu::panel_bytes(w.dtype, N, K);
+        if (!kernels_.panel_f16 || bytes == 0 || w.device != Device::Cpu || panels_.count(w.data)) return;
+        std::vector<uint8_t> packed(static_cast<size_t>(bytes));
+        const int64_t panel = bytes / ((N + 15) / 16);  // bytes per panel
+        pool_.parallel_for((N + 15) / 16, 8, [&](int64_t b, int64_t e) {  // panels [b, e): rows [16 b, 16 e)
+            const int64_t rows = std::min(N, 16 * e) - 16 * b;
+            if (w.dtype == DType::F16)
+                cpu::pack_f16_panels(w.as<const uint16_t>() + b * 16 * K, rows, K,
+                                     reinterpret_cast<uint16_t*>(packed.data() + b * panel));
+            else
+                cpu::pack_q8_0_panels(w.as<const BlockQ8_0>() + b * 16 * (K / 32), rows, K, packed.data() + b * panel);
+        });
+        panels_.emplace(w.data, std::move(packed));
+    }
+
     void matmul(Tensor out, const Tensor& x, const Tensor& w) override {
-        cpu::matmul_driver(pool_, kernels_, scratch_, out.as<float>(), x.as<float>(), w.dtype, w.data, x.rows(),
-                           w.rows(), x.cols());
+        const cpu::MatmulJob job = job_for(out, w);
+        cpu::matmul_driver_multi(pool_, kernels_, scratch_, x.as<float>(), x.rows(), x.cols(), &job, 1);
     }
 
     void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) override {
         OSP_CHECK(outs.size() == ws.size() && !ws.empty() && ws.size() <= size_t(cpu::kMaxMatmulJobs),
                   "matmul_multi: {} outputs for {} weights", outs.size(), ws.size());
         cpu::MatmulJob jobs[cpu::kMaxMatmulJobs];
-        for (size_t i = 0; i < ws.size(); i++) jobs[i] = {outs[i].as<float>(), ws[i].dtype, ws[i].data, ws[i].rows()};
+        for (size_t i = 0; i < ws.size(); i++) jobs[i] = job_for(outs[i], ws[i]);
         cpu::matmul_driver_multi(pool_, kernels_, scratch_, x.as<float>(), x.rows(), x.cols(), jobs, int(ws.size()));
     }
 
@@ -229,9 +250,19 @@ class CpuBackend final : public Backend {
     }
 
   private:
+    cpu::MatmulJob job_for(const Tensor& out, const Tensor& w) const {
+        cpu::MatmulJob job{out.as<float>(), w.dtype, w.data, w.rows()};
+        if (panels_.empty()) return job;
+        const auto it = panels_.find(w.data);
+        if (it != panels_.end() && int64_t(it->second.size()) == cpu::panel_bytes(w.dtype, w.rows(), w.cols()))
+            job.panels = it->second.data();
+        return job;
+    }
+
     ThreadPool pool_;
     CpuKernels kernels_;
     cpu::MatmulScratch scratch_[3];  // one per activation kind
+    std::unordered_map<const void*, std::vector<uint8_t>> panels_;  // prepared matrices in panels, by their data
 };
 
 }  // namespace

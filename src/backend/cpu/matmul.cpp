@@ -7,6 +7,9 @@
 // Activations are quantized in two int8 terms (QuantAct): x ~= d (256 hi + lo), a 16-bit quantization that keeps
 // the integer kernels; each kernel unpacks a weight block once and takes both terms' dot products. One int8 term
 // alone gives a mean KL near 2e-3 against the float32 reference on SmolLM2, two give ~1e-7.
+//
+// Weights the backend prepared in panels (F16, Q8_0: see cpu_kernels.h) skip the activation quantization: the panel
+// kernels read x in f32 and multiply exact f32 weights, one fma per k in order.
 #include <algorithm>
 
 #include "backend/cpu/cpu_kernels.h"
@@ -107,7 +110,71 @@ void compute_columns(const CpuKernels& k, const QuantAct& act, const MatmulJob& 
     }
 }
 
+// out[:, n0:n1) of a job whose weight is in panels (n0 a multiple of 16, n1 - n0 <= 16 * kPanelCount): all M rows,
+// kPanelRows at a time, each call streaming the chunk's panels once. Q8_0 panels are widened to f32 once per chunk
+// when enough rows share them (the same weights, so the same results).
+constexpr int64_t kUnpackMinRows = 4;
+
+void compute_panel_columns(const CpuKernels& k, const float* x, int64_t K, const MatmulJob& job, int64_t M, int64_t n0,
+                           int64_t n1) {
+    const int n_cols = int(n1 - n0), n_panels = (n_cols + 15) / 16;
+    const int64_t p0 = n0 / 16;
+    auto rows = [&](auto&& kernel) {
+        for (int64_t m = 0; m < M; m += kPanelRows)
+            kernel(int(std::min<int64_t>(kPanelRows, M - m)), x + m * K, job.out + m * job.n + n0);
+    };
+    if (job.dtype == DType::F16) {
+        const uint16_t* panels = static_cast<const uint16_t*>(job.panels) + p0 * K * 16;
+        rows([&](int r, const float* xm, float* o) { k.panel_f16(r, n_panels, xm, K, panels, o, job.n, n_cols); });
+        return;
+    }
+    const uint8_t* panels = static_cast<const uint8_t*>(job.panels) + p0 * (K / 32) * kQ8PanelBlockBytes;
+    if (M < kUnpackMinRows) {
+        rows([&](int r, const float* xm, float* o) { k.panel_q8_0(r, n_panels, xm, K, panels, o, job.n, n_cols); });
+        return;
+    }
+    thread_local std::vector<float> wide;
+    wide.resize(size_t(n_panels * K * 16));
+    k.unpack_q8_0_panels(panels, n_panels, K, wide.data());
+    rows([&](int r, const float* xm, float* o) { k.panel_f32(r, n_panels, xm, K, wide.data(), o, job.n, n_cols); });
+}
+
 }  // namespace
+
+void pack_f16_panels(const uint16_t* w, int64_t N, int64_t K, uint16_t* dst) {
+    for (int64_t p = 0; p < (N + 15) / 16; p++) {
+        uint16_t* panel = dst + p * K * 16;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = 0; c < 16; c++) {
+                const int64_t n = p * 16 + c;
+                panel[k * 16 + c] = n < N ? w[n * K + k] : uint16_t(0);
+            }
+    }
+}
+
+void pack_q8_0_panels(const BlockQ8_0* w, int64_t N, int64_t K, uint8_t* dst) {
+    const int64_t nb = K / 32;
+    for (int64_t p = 0; p < (N + 15) / 16; p++) {
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t* blk = dst + (p * nb + b) * kQ8PanelBlockBytes;
+            auto* d = reinterpret_cast<uint16_t*>(blk);
+            auto* q = reinterpret_cast<int8_t*>(blk + 32);
+            for (int64_t c = 0; c < 16; c++) {
+                const int64_t n = p * 16 + c;
+                const BlockQ8_0* src = n < N ? w + n * nb + b : nullptr;
+                d[c] = src ? src->d : uint16_t(0);
+                for (int i = 0; i < 32; i++) q[i * 16 + c] = src ? src->qs[i] : int8_t(0);
+            }
+        }
+    }
+}
+
+int64_t panel_bytes(DType dtype, int64_t N, int64_t K) {
+    const int64_t n_panels = (N + 15) / 16;
+    if (dtype == DType::F16) return n_panels * K * 16 * 2;
+    if (dtype == DType::Q8_0 && K % 32 == 0) return n_panels * (K / 32) * kQ8PanelBlockBytes;
+    return 0;
+}
 
 void matmul_driver_multi(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, const float* x, int64_t M,
                          int64_t K, const MatmulJob* jobs, int n_jobs) {
@@ -117,21 +184,28 @@ void matmul_driver_multi(ThreadPool& pool, const CpuKernels& k, MatmulScratch* s
     bool have[3] = {};
     const QuantAct* job_act[kMaxMatmulJobs];
     for (int j = 0; j < n_jobs; j++) {
-        const int kind = int(act_kind(jobs[j].dtype));
+        const int kind = jobs[j].panels ? int(ActKind::F32) : int(act_kind(jobs[j].dtype));  // panels read x itself
         if (!have[kind]) acts[kind] = quantize_activations(pool, k, scratch[kind], ActKind(kind), x, M, K), have[kind] = true;
         job_act[j] = &acts[kind];
     }
-    // Chunks of columns over all jobs, in job order.
-    const int64_t chunk = kChunkCols;
+    // Chunks of columns over all jobs, in job order (a panel job's chunk is kPanelCount panels).
+    int64_t chunk[kMaxMatmulJobs];
     int64_t first_chunk[kMaxMatmulJobs + 1];
     first_chunk[0] = 0;
-    for (int j = 0; j < n_jobs; j++) first_chunk[j + 1] = first_chunk[j] + (jobs[j].n + chunk - 1) / chunk;
+    for (int j = 0; j < n_jobs; j++) {
+        OSP_CHECK(!jobs[j].panels || k.panel_f16, "matmul: panel weights without a panel kernel");
+        // Panel jobs: kPanelCount panels per chunk; one at M = 1, so that a thread streams its panels in memory
+        // order (one sequential stream, as the row kernels do at batch 1).
+        chunk[j] = !jobs[j].panels ? kChunkCols : M == 1 ? 16 : 16 * kPanelCount;
+        first_chunk[j + 1] = first_chunk[j] + (jobs[j].n + chunk[j] - 1) / chunk[j];
+    }
     const int64_t n_chunks = first_chunk[n_jobs];
     auto run_chunk = [&](int64_t c) {
         int j = 0;
         while (c >= first_chunk[j + 1]) j++;
-        const int64_t n0 = (c - first_chunk[j]) * chunk, n1 = std::min(jobs[j].n, n0 + chunk);
-        compute_columns(k, *job_act[j], jobs[j], M, n0, n1);
+        const int64_t n0 = (c - first_chunk[j]) * chunk[j], n1 = std::min(jobs[j].n, n0 + chunk[j]);
+        if (jobs[j].panels) compute_panel_columns(k, x, K, jobs[j], M, n0, n1);
+        else compute_columns(k, *job_act[j], jobs[j], M, n0, n1);
     };
     int64_t total = 0;
     for (int j = 0; j < n_jobs; j++) total += M * jobs[j].n * K;

@@ -57,6 +57,7 @@ class RecordingBackend final : public Backend {
     bool supports_matmul(DType t) const override { return cpu->supports_matmul(t); }
     bool supports_embedding(DType t) const override { return cpu->supports_embedding(t); }
     bool supports_kv_dtype(DType t) const override { return cpu->supports_kv_dtype(t); }
+    void prepare_matrix(const Tensor& w) override { cpu->prepare_matrix(w); }
 
     bool supports_graphs() const override { return true; }
     void begin_capture() override {

@@ -267,6 +267,137 @@ void rows_dot_tiled(int n_rows, const QuantAct& a, int64_t m0, const void* w, fl
     }
 }
 
+// ---- panel kernels: weights in panels of 16 weight rows (F16: [K][16] per panel; Q8_0: per block, 16 scales and
+// 32 x 16 codes; f32: [K][16], Q8_0 panels widened once) ----
+
+// MR rows of x against NP panels: one accumulator vector per (row, panel), one fma per k in order k = 0 .. K - 1.
+// Broadcasting x[r, k] against 16 columns needs no horizontal sum; 8 x 3 keeps 24 accumulators in registers.
+// w[p] is panel p's 16 weights at k as f32 (exact for every layout, so all three kernels give the same bits).
+template <int MR, int NP>
+inline void panel_fma(const float* x, int64_t k, const __m512 (&w)[NP], __m512 (&acc)[MR][NP], int64_t K) {
+    for (int r = 0; r < MR; r++) {
+        const __m512 xb = _mm512_set1_ps(x[r * K + k]);
+        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(xb, w[p], acc[r][p]);
+    }
+}
+
+template <int MR, int NP>
+inline void panel_store(const __m512 (&acc)[MR][NP], float* out, int64_t os, int n_cols) {
+    for (int p = 0; p < NP; p++) {
+        const int c = std::min(16, n_cols - 16 * p);
+        const __mmask16 mask = c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << c) - 1);
+        for (int r = 0; r < MR; r++) _mm512_mask_storeu_ps(out + r * os + 16 * p, mask, acc[r][p]);
+    }
+}
+
+template <int MR, int NP>
+void panel_f16_t(const float* x, int64_t K, const void* pv, float* out, int64_t os, int n_cols) {
+    const auto* panels = static_cast<const uint16_t*>(pv);
+    __m512 acc[MR][NP];
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 w[NP];
+        for (int p = 0; p < NP; p++)
+            w[p] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panels + (p * K + k) * 16)));
+        panel_fma<MR, NP>(x, k, w, acc, K);
+    }
+    panel_store(acc, out, os, n_cols);
+}
+
+template <int MR, int NP>
+void panel_f32_t(const float* x, int64_t K, const void* pv, float* out, int64_t os, int n_cols) {
+    const auto* panels = static_cast<const float*>(pv);
+    __m512 acc[MR][NP];
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 w[NP];
+        for (int p = 0; p < NP; p++) w[p] = _mm512_loadu_ps(panels + (p * K + k) * 16);
+        panel_fma<MR, NP>(x, k, w, acc, K);
+    }
+    panel_store(acc, out, os, n_cols);
+}
+
+// 16 Q8_0 weights of one k: codes widened to f32 times the block's scales (an exact product).
+inline __m512 q8_panel_row(const int8_t* q, __m512 d) {
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)))),
+                         d);
+}
+
+template <int MR, int NP>
+void panel_q8_0_t(const float* x, int64_t K, const void* pv, float* out, int64_t os, int n_cols) {
+    const auto* panels = static_cast<const uint8_t*>(pv);
+    const int64_t nb = K / 32, pstride = nb * osprey::backend::cpu::kQ8PanelBlockBytes;
+    __m512 acc[MR][NP];
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512 d[NP];
+        const uint8_t* blk[NP];
+        for (int p = 0; p < NP; p++) {
+            blk[p] = panels + p * pstride + b * osprey::backend::cpu::kQ8PanelBlockBytes;
+            d[p] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[p])));
+        }
+        for (int i = 0; i < 32; i++) {
+            __m512 w[NP];
+            for (int p = 0; p < NP; p++) w[p] = q8_panel_row(reinterpret_cast<const int8_t*>(blk[p] + 32) + i * 16, d[p]);
+            panel_fma<MR, NP>(x, b * 32 + i, w, acc, K);
+        }
+    }
+    panel_store(acc, out, os, n_cols);
+}
+
+void unpack_q8_0_panels(const uint8_t* panels, int n_panels, int64_t K, float* dst) {
+    const int64_t nb = K / 32;
+    for (int p = 0; p < n_panels; p++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t* blk = panels + (p * nb + b) * osprey::backend::cpu::kQ8PanelBlockBytes;
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+            for (int i = 0; i < 32; i++)
+                _mm512_storeu_ps(dst + ((p * K) + b * 32 + i) * 16,
+                                 q8_panel_row(reinterpret_cast<const int8_t*>(blk + 32) + i * 16, d));
+        }
+}
+
+// Dispatch on (rows, panels) for a panel kernel template K<MR, NP>.
+template <template <int, int> class Kern>
+void panel_dispatch(int n_rows, int n_panels, const float* x, int64_t K, const void* panels, float* out, int64_t os,
+                    int n_cols) {
+    static_assert(osprey::backend::cpu::kPanelRows == 8 && osprey::backend::cpu::kPanelCount == 3);
+    auto by_panels = [&]<int MR>() {
+        switch (n_panels) {
+            case 1: Kern<MR, 1>::run(x, K, panels, out, os, n_cols); break;
+            case 2: Kern<MR, 2>::run(x, K, panels, out, os, n_cols); break;
+            default: Kern<MR, 3>::run(x, K, panels, out, os, n_cols); break;
+        }
+    };
+    switch (n_rows) {
+        case 1: by_panels.template operator()<1>(); break;
+        case 2: by_panels.template operator()<2>(); break;
+        case 3: by_panels.template operator()<3>(); break;
+        case 4: by_panels.template operator()<4>(); break;
+        case 5: by_panels.template operator()<5>(); break;
+        case 6: by_panels.template operator()<6>(); break;
+        case 7: by_panels.template operator()<7>(); break;
+        default: by_panels.template operator()<8>(); break;
+    }
+}
+
+template <int MR, int NP> struct PanelF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_f16_t<MR, NP>(x, K, p, o, os, n); } };
+template <int MR, int NP> struct PanelF32 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_f32_t<MR, NP>(x, K, p, o, os, n); } };
+template <int MR, int NP> struct PanelQ8 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_q8_0_t<MR, NP>(x, K, p, o, os, n); } };
+
+void panel_f16(int r, int np, const float* x, int64_t K, const uint16_t* p, float* o, int64_t os, int n) {
+    panel_dispatch<PanelF16>(r, np, x, K, p, o, os, n);
+}
+void panel_f32(int r, int np, const float* x, int64_t K, const float* p, float* o, int64_t os, int n) {
+    panel_dispatch<PanelF32>(r, np, x, K, p, o, os, n);
+}
+void panel_q8_0(int r, int np, const float* x, int64_t K, const uint8_t* p, float* o, int64_t os, int n) {
+    panel_dispatch<PanelQ8>(r, np, x, K, p, o, os, n);
+}
+
 // ---- attention: 512-bit kernels for head sizes that are multiples of 16 (64, 128, 256 ...) ----
 
 // [sum a0, ..., sum a7]: lanes i + 8, then i + 4, i + 2, i + 1 are added, the same order for every slot.
@@ -373,6 +504,10 @@ void fill_avx512_kernels(CpuKernels& k) {
     k.tile_dot[int(DType::F32)] = s::tile<s::TileFloat, DType::F32>;
     k.tile_dot[int(DType::F16)] = s::tile<s::TileFloat, DType::F16>;
     k.tile_dot[int(DType::BF16)] = s::tile<s::TileFloat, DType::BF16>;
+    k.panel_f16 = s::panel_f16;
+    k.panel_q8_0 = s::panel_q8_0;
+    k.panel_f32 = s::panel_f32;
+    k.unpack_q8_0_panels = s::unpack_q8_0_panels;
     k.attn_scores = s::attn_scores512;
     k.attn_values = s::attn_values512;
     k.isa = Isa::Avx512;
