@@ -1,5 +1,6 @@
-// Paged causal GQA attention on the CPU: one work item per (query token, q head); each item reads its
-// sequence's keys through the block table, so its result depends only on its own query and context.
+// Paged causal GQA attention on the CPU: one work item per (query token, K/V head) — its q heads share each K/V row
+// read — or per (query token, q head) when there are few tokens; each item reads its sequence's keys through the
+// block table, so its result depends only on its own query and context.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -41,34 +42,48 @@ void paged_attention_driver(ThreadPool& pool, const CpuKernels& k, float* out, c
 
     const int max_ctx = std::max(1, batch.max_seq_len);
     const size_t elem = f16 ? 2 : 4;
+    // Work items: (token, K/V head), whose q heads read each K/V row once through the grouped kernels, when there
+    // are enough of them to keep the threads busy; else (token, q head). Both give the same bits per head.
+    const bool grouped = k.attn_scores_group && k.attn_values_group && group > 1 && group <= 64 &&
+                         int64_t(T) * p.n_kv_heads >= 4 * int64_t(pool.n_threads());
+    const int heads_per_item = grouped ? group : 1;
+    const int64_t stride = max_ctx + 8;
     // Items are handed out one at a time: their cost grows with the context, so a static split of a prefill chunk
     // (early tokens cheap, late ones dear) would leave one thread idle.
-    const int64_t n_items = int64_t(T) * H;
+    const int64_t n_items = int64_t(T) * (H / heads_per_item);
     std::atomic<int64_t> next{0};
     pool.run([&](int, int) {
-        std::vector<float> scores(size_t(max_ctx) + 1);
+        std::vector<float> scores(size_t(stride * heads_per_item));
         for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
-            const int t = int(item / H), h = int(item % H);
+            const int t = int(item / (H / heads_per_item)), h0 = int(item % (H / heads_per_item)) * heads_per_item;
             const int s = seq_of[size_t(t)];
             const int pos = positions[t];
             const int lo = p.window > 0 ? std::max(0, pos - p.window + 1) : 0;
             const int n = pos - lo + 1;
-            const int kvh = h / group;
-            const float* qv = q + (int64_t(t) * H + h) * hd;
+            const int kvh = h0 / group;
+            const float* qv = q + (int64_t(t) * H + h0) * hd;
             const int64_t* o_ctx = offs.data() + seq_off[size_t(s)] + lo;
             const void* kb = static_cast<const char*>(kv.k.data) + size_t(kvh) * hd * elem;
             const void* vb = static_cast<const char*>(kv.v.data) + size_t(kvh) * hd * elem;
-            float* sc = scores.data();
-            k.attn_scores(qv, kb, f16, o_ctx, n, hd, p.scale, sc);
-            if (p.softcap > 0)
-                for (int j = 0; j < n; j++) sc[j] = p.softcap * std::tanh(sc[j] / p.softcap);
-            float mx = -INFINITY;
-            for (int j = 0; j < n; j++) mx = std::max(mx, sc[j]);
-            const float sum = k.exp_sub_sum(sc, n, mx);
-            float* out_h = out + (int64_t(t) * H + h) * hd;
-            k.attn_values(out_h, sc, vb, f16, o_ctx, n, hd);
-            const float inv = 1.0f / sum;
-            for (int i = 0; i < hd; i++) out_h[i] *= inv;
+            float* out_h = out + (int64_t(t) * H + h0) * hd;
+            if (grouped) k.attn_scores_group(qv, heads_per_item, kb, f16, o_ctx, n, hd, p.scale, scores.data(), stride);
+            else k.attn_scores(qv, kb, f16, o_ctx, n, hd, p.scale, scores.data());
+            float sums[64];
+            float* all = scores.data();
+            for (int g = 0; g < heads_per_item; g++) {
+                float* sc = all + g * stride;
+                if (p.softcap > 0)
+                    for (int j = 0; j < n; j++) sc[j] = p.softcap * std::tanh(sc[j] / p.softcap);
+                float mx = -INFINITY;
+                for (int j = 0; j < n; j++) mx = std::max(mx, sc[j]);
+                sums[g] = k.exp_sub_sum(sc, n, mx);
+            }
+            if (grouped) k.attn_values_group(out_h, heads_per_item, all, stride, vb, f16, o_ctx, n, hd);
+            else k.attn_values(out_h, all, vb, f16, o_ctx, n, hd);
+            for (int g = 0; g < heads_per_item; g++) {
+                const float inv = 1.0f / sums[g];
+                for (int i = 0; i < hd; i++) out_h[g * hd + i] *= inv;
+            }
         }
     });
 }

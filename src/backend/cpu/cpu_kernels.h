@@ -125,6 +125,13 @@ struct CpuKernels {
                         float* scores) = nullptr;
     void (*attn_values)(float* out, const float* p, const void* base, bool f16, const int64_t* offs, int n,
                         int hd) = nullptr;
+    // Optional: the same scores / values for g q heads that share one K/V head (q head h at q + h * hd, its scores
+    // or weights at scores + h * stride, its output at out + h * hd), each K/V row read once for all of them.
+    // Every head's results are bit-identical to attn_scores / attn_values on it alone.
+    void (*attn_scores_group)(const float* q, int g, const void* base, bool f16, const int64_t* offs, int n, int hd,
+                              float scale, float* scores, int64_t stride) = nullptr;
+    void (*attn_values_group)(float* out, int g, const float* p, int64_t stride, const void* base, bool f16,
+                              const int64_t* offs, int n, int hd) = nullptr;
     // x[i] = exp(x[i] - mx) for i < n; returns their sum (fixed order for a given n).
     float (*exp_sub_sum)(float* x, int64_t n, float mx) = nullptr;
     // out[i] = act(g[i]) * u[i]; out may alias g.

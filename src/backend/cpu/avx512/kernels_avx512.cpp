@@ -457,6 +457,111 @@ void attn_values_t512(float* out, const float* p, const void* base, const int64_
 }
 
 void attn_scores512(const float* q, const void* base, bool f16, const int64_t* offs, int n, int hd, float scale,
+                    float* scores);
+void attn_values512(float* out, const float* p, const void* base, bool f16, const int64_t* offs, int n, int hd);
+
+// attn_scores_t for GS heads at once: R context rows per step, each row's K chunks loaded once and dotted with every
+// head's q (read from memory); per (head, row) the same mul / fma chain over the chunks and the same hsum8x512 tree
+// as attn_scores_t, so each score is bit-identical to it.
+template <bool F16, int NC, int GS, int R>
+void attn_scores_group_t(const float* q, int hd, const void* base, const int64_t* offs, int n, float scale,
+                         float* scores, int64_t stride) {
+    static_assert(GS * R <= 16 && (GS * R) % 4 == 0);
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int j0 = 0; j0 < n; j0 += R) {
+        __m512 acc[16];
+        for (int r = 0; r < R; r++) {
+            const int64_t off = offs[std::min(j0 + r, n - 1)];
+            __m512 kv[NC];
+            for (int c = 0; c < NC; c++) kv[c] = load16_kv<F16>(base, off + 16 * c);
+            for (int g = 0; g < GS; g++) {
+                const float* qg = q + g * hd;
+                __m512 a = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
+                for (int c = 1; c < NC; c++) a = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * c), kv[c], a);
+                acc[g * R + r] = a;
+            }
+        }
+        const int m = std::min(R, n - j0);
+        for (int v0 = 0; v0 < GS * R; v0 += 8) {  // vectors (g, r) in order, 8 per reduction (the tail padded)
+            __m512 batch[8];
+            for (int i = 0; i < 8; i++) batch[i] = acc[std::min(v0 + i, GS * R - 1)];
+            float sums[8];
+            _mm256_storeu_ps(sums, _mm256_mul_ps(hsum8x512(batch), vs));
+            for (int i = 0; i < 8 && v0 + i < GS * R; i++) {
+                const int g = (v0 + i) / R, r = (v0 + i) % R;
+                if (r < m) scores[g * stride + j0 + r] = sums[i];
+            }
+        }
+    }
+}
+
+// attn_values_t512 for GS heads at once: each V row's chunks loaded once, one fma per (head, chunk) in order of j.
+template <bool F16, int NC, int GS>
+void attn_values_group_t(float* out, int hd, const float* p, int64_t stride, const void* base, const int64_t* offs,
+                         int n) {
+    __m512 acc[GS][NC];
+    for (int g = 0; g < GS; g++)
+        for (int c = 0; c < NC; c++) acc[g][c] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m512 vv[NC];
+        for (int c = 0; c < NC; c++) vv[c] = load16_kv<F16>(base, offs[j] + 16 * c);
+        for (int g = 0; g < GS; g++) {
+            const __m512 pj = _mm512_set1_ps(p[g * stride + j]);
+            for (int c = 0; c < NC; c++) acc[g][c] = _mm512_fmadd_ps(pj, vv[c], acc[g][c]);
+        }
+    }
+    for (int g = 0; g < GS; g++)
+        for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + g * hd + 16 * c, acc[g][c]);
+}
+
+// Heads in sub-groups the registers hold: scores 4 (or 3) heads x 4 rows (hd <= 128) or 2 x 2 (256); values 4 (or
+// 3) heads at hd 64, 2 at 128, 1 at 256. Other head sizes: one head at a time through the plain kernels.
+template <bool F16>
+void attn_scores_group_f(const float* q, int g, const void* base, const int64_t* offs, int n, int hd, float scale,
+                         float* scores, int64_t stride) {
+    for (int h = 0; h < g;) {
+        const int left = g - h;
+        const float* qh = q + h * hd;
+        float* sh = scores + h * stride;
+        if (hd == 64 && left >= 4) attn_scores_group_t<F16, 4, 4, 4>(qh, hd, base, offs, n, scale, sh, stride), h += 4;
+        else if (hd == 64 && left == 3) attn_scores_group_t<F16, 4, 3, 4>(qh, hd, base, offs, n, scale, sh, stride), h += 3;
+        else if (hd == 128 && left == 3) attn_scores_group_t<F16, 8, 3, 4>(qh, hd, base, offs, n, scale, sh, stride), h += 3;
+        else if (hd == 64 && left >= 2) attn_scores_group_t<F16, 4, 2, 4>(qh, hd, base, offs, n, scale, sh, stride), h += 2;
+        else if (hd == 128 && left >= 4) attn_scores_group_t<F16, 8, 4, 4>(qh, hd, base, offs, n, scale, sh, stride), h += 4;
+        else if (hd == 128 && left >= 2) attn_scores_group_t<F16, 8, 2, 4>(qh, hd, base, offs, n, scale, sh, stride), h += 2;
+        else if (hd == 256 && left >= 2) attn_scores_group_t<F16, 16, 2, 2>(qh, hd, base, offs, n, scale, sh, stride), h += 2;
+        else attn_scores512(qh, base, F16, offs, n, hd, scale, sh), h += 1;
+    }
+}
+
+template <bool F16>
+void attn_values_group_f(float* out, int g, const float* p, int64_t stride, const void* base, const int64_t* offs,
+                         int n, int hd) {
+    for (int h = 0; h < g;) {
+        const int left = g - h;
+        float* oh = out + h * hd;
+        const float* ph = p + h * stride;
+        if (hd == 64 && left >= 4) attn_values_group_t<F16, 4, 4>(oh, hd, ph, stride, base, offs, n), h += 4;
+        else if (hd == 64 && left == 3) attn_values_group_t<F16, 4, 3>(oh, hd, ph, stride, base, offs, n), h += 3;
+        else if (hd == 64 && left >= 2) attn_values_group_t<F16, 4, 2>(oh, hd, ph, stride, base, offs, n), h += 2;
+        else if (hd == 128 && left >= 2) attn_values_group_t<F16, 8, 2>(oh, hd, ph, stride, base, offs, n), h += 2;
+        else attn_values512(oh, ph, base, F16, offs, n, hd), h += 1;
+    }
+}
+
+void attn_scores_group512(const float* q, int g, const void* base, bool f16, const int64_t* offs, int n, int hd,
+                          float scale, float* scores, int64_t stride) {
+    if (f16) attn_scores_group_f<true>(q, g, base, offs, n, hd, scale, scores, stride);
+    else attn_scores_group_f<false>(q, g, base, offs, n, hd, scale, scores, stride);
+}
+
+void attn_values_group512(float* out, int g, const float* p, int64_t stride, const void* base, bool f16,
+                          const int64_t* offs, int n, int hd) {
+    if (f16) attn_values_group_f<true>(out, g, p, stride, base, offs, n, hd);
+    else attn_values_group_f<false>(out, g, p, stride, base, offs, n, hd);
+}
+
+void attn_scores512(const float* q, const void* base, bool f16, const int64_t* offs, int n, int hd, float scale,
                     float* scores) {
     switch (hd) {
         case 64: return f16 ? attn_scores_t<true, 4>(q, base, offs, n, scale, scores)
@@ -510,6 +615,8 @@ void fill_avx512_kernels(CpuKernels& k) {
     k.unpack_q8_0_panels = s::unpack_q8_0_panels;
     k.attn_scores = s::attn_scores512;
     k.attn_values = s::attn_values512;
+    k.attn_scores_group = s::attn_scores_group512;
+    k.attn_values_group = s::attn_values_group512;
     k.isa = Isa::Avx512;
 }
 
