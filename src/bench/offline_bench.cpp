@@ -96,6 +96,7 @@ OfflineResult run_offline(const OfflineConfig& c, backend::Backend& be) {
     r.elapsed = std::chrono::duration<double>(SteadyClock::now() - start).count();
     if (c.progress) std::fprintf(stderr, "\r\033[K");
     r.stats = eng.stats();
+    r.max_num_batched_tokens = eng.config().max_num_batched_tokens;
     for (const Tracker::Req& q : t.reqs) {
         if (q.failed || !q.got_first) {
             ++r.failed;
@@ -126,7 +127,7 @@ nlohmann::json offline_json(const OfflineResult& r, const OfflineConfig& c) {
     j["async_scheduling"] = engine::async_scheduling_name(c.engine.async_scheduling);
     j["random_range_ratio"] = c.dataset.random_range_ratio;
     j["max_num_seqs"] = c.engine.max_num_seqs;
-    j["max_num_batched_tokens"] = c.engine.max_num_batched_tokens;
+    j["max_num_batched_tokens"] = r.max_num_batched_tokens;
     j["kv_cache_bytes"] = c.engine.kv_cache_bytes;
     j["elapsed_time"] = r.elapsed;
     j["num_requests"] = r.num_requests;

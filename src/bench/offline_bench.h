@@ -37,6 +37,7 @@ struct OfflineResult {
     std::vector<double> ttfts, e2els, tpots;         // s
     MetricSummary ttft, tpot, e2el;                  // ms
     engine::EngineStats stats;
+    int max_num_batched_tokens = 0;  // the engine's token budget per step (the device's default when not set)
 };
 
 // Throws Error for a bad model, options or a request the engine rejects.

@@ -311,8 +311,9 @@ void register_bench_command(CLI::App& app) {
         ->check(CLI::IsMember({"uniform", "exponential"}))->capture_default_str();
     off->add_option("--seed", oo->config.dataset.seed, "Dataset seed")->capture_default_str();
     off->add_option("--max-num-seqs", oo->config.engine.max_num_seqs, "Sequences running at once")->capture_default_str();
-    off->add_option("--max-num-batched-tokens", oo->config.engine.max_num_batched_tokens, "Tokens per engine step")
-        ->capture_default_str();
+    oo->config.engine.max_num_batched_tokens = 0;  // the engine picks the device's default
+    off->add_option("--max-num-batched-tokens", oo->config.engine.max_num_batched_tokens,
+                    "Tokens per engine step (default: 512 on the CPU, 8192 on a GPU)");
     off->add_option("--kv-cache-memory", oo->kv_cache_memory, "KV cache budget, e.g. 512MiB");
     off->add_option("--kv-cache-dtype", oo->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();
     off->add_flag("--enforce-eager", oo->config.enforce_eager, kEnforceEagerHelp);

@@ -168,8 +168,9 @@ void register_serve_command(CLI::App& app) {
     cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
     cmd->add_option("--served-model-name", o->served_model_name, "Model name in the API (default: the file name)");
     cmd->add_option("--max-num-seqs", o->engine.max_num_seqs, "Sequences running at once")->capture_default_str();
-    cmd->add_option("--max-num-batched-tokens", o->engine.max_num_batched_tokens, "Tokens per engine step")
-        ->capture_default_str();
+    o->engine.max_num_batched_tokens = 0;  // the engine picks the device's default
+    cmd->add_option("--max-num-batched-tokens", o->engine.max_num_batched_tokens,
+                    "Tokens per engine step (default: 512 on the CPU, 8192 on a GPU)");
     cmd->add_option("--max-model-len", o->engine.max_model_len, "Context length (default: the model's)");
     cmd->add_option("--block-size", o->engine.block_size, "Tokens per KV block")->capture_default_str();
     cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)->capture_default_str();

@@ -40,7 +40,7 @@ const char* async_scheduling_name(AsyncScheduling a);  // "auto", "on", "off"
 
 struct EngineConfig {
     int max_num_seqs = 64;              // running sequences at once
-    int max_num_batched_tokens = 512;   // tokens per step (prefill chunks + decodes)
+    int max_num_batched_tokens = 512;   // tokens per step (prefill chunks + decodes); 0: 512 on the CPU, 8192 on a GPU
     int max_model_len = 0;              // 0: the model's context length
     int block_size = 16;                // tokens per KV block
     DType kv_dtype = DType::F32;        // KV cache element type (F32 or F16; the CLI's auto picks F16)

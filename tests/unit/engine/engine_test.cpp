@@ -243,6 +243,22 @@ TEST(EngineConfig, GpuMemoryUtilizationMustBeAFraction) {
     EXPECT_NO_THROW(c.validate());
 }
 
+TEST(EngineConfig, TokenBudgetZeroMeansTheDevicesDefault) {
+    EngineConfig c;
+    c.max_num_batched_tokens = -1;
+    EXPECT_THROW(c.validate(), Error);
+    c.max_num_batched_tokens = 0;
+    EXPECT_NO_THROW(c.validate());
+    SKIP_WITHOUT_MODEL();
+    Loaded& L = shared_model();
+    EngineConfig z = small_config();
+    z.max_num_batched_tokens = 0;
+    Engine e(*L.m.model, *L.m.tokenizer, z);
+    EXPECT_EQ(e.config().max_num_batched_tokens, 512);  // the CPU's default
+    const std::vector<RequestOutput> out = generate_blocking(e, request("budget", kPrompts[0], 8));
+    EXPECT_EQ(out[0].token_ids.size(), 8u);
+}
+
 // Penalties and logprobs are applied on the backend (BatchSampler); the Generator (osprey run) applies them in the
 // host Sampler. Same model, same greedy steps: the same tokens, and the same logprobs, for requests batched with
 // others.
