@@ -117,6 +117,22 @@ if step serve; then  # osprey serve on the GPU, osprey bench serve at 64 and 256
   done
   kill $SP; wait $SP
 fi
+if step hf_serve; then  # transformers serve --continuous-batching on the same GPU and weights, same client and workload
+  # Its serving extras come as wheels (no network on the GPU machine): python3 -m pip download -d .whl2 fastapi uvicorn
+  # openai --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64. It rejects ignore_eos, so the
+  # requests run without it (random weights rarely stop early; the client counts the tokens that came).
+  python3 -m pip install --no-index --find-links ${WHEELS:-.whl2} fastapi uvicorn openai -q > "$OUT/hf_serve_pip.txt" 2>&1
+  transformers serve --continuous-batching --host 127.0.0.1 --port 8012 "$M" > "$OUT/hf_serve_log.txt" 2>&1 &
+  HP=$!
+  for i in $(seq 120); do curl -sf http://127.0.0.1:8012/health > /dev/null && break; sleep 1; done
+  for conc in ${HF_SERVE_CONC:-64}; do
+    $C/osprey bench serve --base-url http://127.0.0.1:8012 --model "$M" --tokenizer "$M" --dataset random \
+      --random-input-len 1024 --random-output-len 128 --num-prompts $conc --max-concurrency $conc \
+      --percentiles 50,99 --no-progress --save-result "$OUT/hf_serve_$conc.json" > "$OUT/hf_serve_$conc.txt" 2>&1
+    echo "hf_serve $conc rc=$?"; grep -E "throughput|TTFT|TPOT|Failed|Successful" "$OUT/hf_serve_$conc.txt" | head -12
+  done
+  kill $HP; wait $HP
+fi
 if step profile128; then  # per-op GPU time of the batch-128 run (eager: the profiler times each op)
   OSPREY_CUDA_PROFILE=1 $C/osprey bench offline -m "$M" --device cuda --input-len 512 --output-len 128 --num-prompts 128 \
     --max-num-seqs 128 --max-num-batched-tokens 8192 > "$OUT/profile_batch128.txt" 2>&1
