@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
         {DType::Q8_0, 49152, 576}, {DType::Q5_0, 256, 640}, {DType::Q4_K, 2048, 640}, {DType::Q6_K, 640, 2048},
         {DType::Q8_0, 1024, 640},  {DType::F16, 576, 576},
         {DType::F16, 1536, 576},   {DType::F16, 576, 1536}, {DType::Q8_0, 576, 576}, {DType::Q8_0, 1536, 576},
-        {DType::Q8_0, 576, 1536},
+        {DType::Q8_0, 576, 1536}, {DType::BF16, 576, 576}, {DType::BF16, 576, 1536},
         // Streaming from memory (larger than the last-level cache), as decode reads a whole model per token.
         {DType::Q4_1, 92160, 576}, {DType::F16, 49152, 576},
     };
@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
             for (size_t i = 0; i < x.size(); i++) x[i] = float(int(i * 7919 % 2001) - 1000) / 1000.0f;
             Tensor to(out.data(), DType::F32, {M, sh.n}), tx(x.data(), DType::F32, {M, sh.k});
             Tensor tw(const_cast<uint8_t*>(w.data()), sh.dtype, {sh.n, sh.k});
+            be->prepare_matrix(tw);  // as the model loader does (F16 / BF16 / Q8_0: panels on AVX-512)
             be->matmul(to, tx, tw);  // warm-up
             int iters = 0;
             const auto t0 = std::chrono::steady_clock::now();

@@ -62,7 +62,7 @@ class CpuBackend final : public Backend {
         }
     }
 
-    // F16 and Q8_0 matrices get a copy in panels of 16 rows when the kernel table has the panel kernels (AVX-512):
+    // F16, BF16 and Q8_0 matrices get a copy in panels of 16 rows when the kernel table has the panel kernels (AVX-512):
     // every product with them, at any M, then runs the panel kernels (see cpu_kernels.h). Other types keep their
     // rows.
     void prepare_matrix(const Tensor& w) override {
@@ -73,8 +73,8 @@ class CpuBackend final : public Backend {
         const int64_t panel = bytes / ((N + 15) / 16);  // bytes per panel
         pool_.parallel_for((N + 15) / 16, 8, [&](int64_t b, int64_t e) {  // panels [b, e): rows [16 b, 16 e)
             const int64_t rows = std::min(N, 16 * e) - 16 * b;
-            if (w.dtype == DType::F16)
-                cpu::pack_f16_panels(w.as<const uint16_t>() + b * 16 * K, rows, K,
+            if (w.dtype == DType::F16 || w.dtype == DType::BF16)
+                cpu::pack_16bit_panels(w.as<const uint16_t>() + b * 16 * K, rows, K,
                                      reinterpret_cast<uint16_t*>(packed.data() + b * panel));
             else
                 cpu::pack_q8_0_panels(w.as<const BlockQ8_0>() + b * 16 * (K / 32), rows, K, packed.data() + b * panel);

@@ -77,20 +77,21 @@ constexpr int kTileRows = 4, kTileCols = 4;
 using TileDotFn = void (*)(int n_rows, int n_w, const QuantAct& act, int64_t m0, const void* w, size_t row_bytes,
                            float* out, int64_t out_stride);
 
-// Panel kernel (F16 weights repacked as panels of 16 weight rows, panel p = [K][16] f16 at panels + p * K * 16):
+// Panel kernel (F16 or BF16 weights repacked as panels of 16 weight rows, panel p = [K][16] at panels + p * K * 16):
 // out[r * out_stride + c] = sum over k of x[r * K + k] * w[c, k] for r < n_rows <= kPanelRows, c < n_cols <=
 // 16 * n_panels (n_panels <= kPanelCount), accumulated in f32 by one fma per k in order k = 0, 1, ..., K - 1 from
 // 0: the same arithmetic for every output whatever n_rows, n_panels or the thread (batch-invariant).
 constexpr int kPanelRows = 8, kPanelCount = 3;
 using PanelF16Fn = void (*)(int n_rows, int n_panels, const float* x, int64_t K, const uint16_t* panels, float* out,
                             int64_t out_stride, int n_cols);
-// [N, K] f16 rows -> panels of 16 rows (the last one zero-padded): dst[((n / 16) * K + k) * 16 + n % 16] = w[n, k].
-void pack_f16_panels(const uint16_t* w, int64_t N, int64_t K, uint16_t* dst);
+// [N, K] 16-bit rows (f16 or bf16) -> panels of 16 rows (the last one zero-padded):
+// dst[((n / 16) * K + k) * 16 + n % 16] = w[n, k].
+void pack_16bit_panels(const uint16_t* w, int64_t N, int64_t K, uint16_t* dst);
 // Q8_0 rows in panels of 16 rows: per panel, per 32-element block, the 16 rows' f16 scales then the 32 x 16 codes
 // (k-major, 16 rows per k); the last panel zero-padded. A weight is code * scale, exact in f32.
 constexpr int64_t kQ8PanelBlockBytes = 16 * 2 + 32 * 16;
 void pack_q8_0_panels(const BlockQ8_0* w, int64_t N, int64_t K, uint8_t* dst);
-// Bytes of a prepared matrix in panels (F16 or Q8_0; 0 for other types).
+// Bytes of a prepared matrix in panels (F16, BF16 or Q8_0; 0 for other types).
 int64_t panel_bytes(DType dtype, int64_t N, int64_t K);
 // The same products over Q8_0 panels (codes widened and scaled in registers) and over f32 panels (Q8_0 panels
 // unpacked once per product when it has many rows): one fma per k in order, as panel_f16, so a row's result does
@@ -108,8 +109,9 @@ struct CpuKernels {
     QuantizeActFn quantize_q8_256 = nullptr;
     RowsDotFn rows_dot[kNumDTypes] = {};  // by weight dtype; null: unsupported
     TileDotFn tile_dot[kNumDTypes] = {};  // optional: preferred over rows_dot when set
-    // Optional (all or none): F16 / Q8_0 weights the backend repacked in panels (prepare_matrix).
+    // Optional (all or none): F16 / BF16 / Q8_0 weights the backend repacked in panels (prepare_matrix).
     PanelF16Fn panel_f16 = nullptr;
+    PanelF16Fn panel_bf16 = nullptr;
     PanelQ8Fn panel_q8_0 = nullptr;
     PanelF32Fn panel_f32 = nullptr;
     UnpackQ8PanelsFn unpack_q8_0_panels = nullptr;

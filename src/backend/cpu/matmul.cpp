@@ -8,7 +8,7 @@
 // the integer kernels; each kernel unpacks a weight block once and takes both terms' dot products. One int8 term
 // alone gives a mean KL near 2e-3 against the float32 reference on SmolLM2, two give ~1e-7.
 //
-// Weights the backend prepared in panels (F16, Q8_0: see cpu_kernels.h) skip the activation quantization: the panel
+// Weights the backend prepared in panels (F16, BF16, Q8_0: see cpu_kernels.h) skip the activation quantization: the panel
 // kernels read x in f32 and multiply exact f32 weights, one fma per k in order.
 #include <algorithm>
 
@@ -123,9 +123,10 @@ void compute_panel_columns(const CpuKernels& k, const float* x, int64_t K, const
         for (int64_t m = 0; m < M; m += kPanelRows)
             kernel(int(std::min<int64_t>(kPanelRows, M - m)), x + m * K, job.out + m * job.n + n0);
     };
-    if (job.dtype == DType::F16) {
+    if (job.dtype == DType::F16 || job.dtype == DType::BF16) {
         const uint16_t* panels = static_cast<const uint16_t*>(job.panels) + p0 * K * 16;
-        rows([&](int r, const float* xm, float* o) { k.panel_f16(r, n_panels, xm, K, panels, o, job.n, n_cols); });
+        const PanelF16Fn kernel = job.dtype == DType::F16 ? k.panel_f16 : k.panel_bf16;
+        rows([&](int r, const float* xm, float* o) { kernel(r, n_panels, xm, K, panels, o, job.n, n_cols); });
         return;
     }
     const uint8_t* panels = static_cast<const uint8_t*>(job.panels) + p0 * (K / 32) * kQ8PanelBlockBytes;
@@ -141,7 +142,7 @@ void compute_panel_columns(const CpuKernels& k, const float* x, int64_t K, const
 
 }  // namespace
 
-void pack_f16_panels(const uint16_t* w, int64_t N, int64_t K, uint16_t* dst) {
+void pack_16bit_panels(const uint16_t* w, int64_t N, int64_t K, uint16_t* dst) {
     for (int64_t p = 0; p < (N + 15) / 16; p++) {
         uint16_t* panel = dst + p * K * 16;
         for (int64_t k = 0; k < K; k++)
@@ -171,7 +172,7 @@ void pack_q8_0_panels(const BlockQ8_0* w, int64_t N, int64_t K, uint8_t* dst) {
 
 int64_t panel_bytes(DType dtype, int64_t N, int64_t K) {
     const int64_t n_panels = (N + 15) / 16;
-    if (dtype == DType::F16) return n_panels * K * 16 * 2;
+    if (dtype == DType::F16 || dtype == DType::BF16) return n_panels * K * 16 * 2;
     if (dtype == DType::Q8_0 && K % 32 == 0) return n_panels * (K / 32) * kQ8PanelBlockBytes;
     return 0;
 }

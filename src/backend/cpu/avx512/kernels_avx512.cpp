@@ -267,7 +267,7 @@ void rows_dot_tiled(int n_rows, const QuantAct& a, int64_t m0, const void* w, fl
     }
 }
 
-// ---- panel kernels: weights in panels of 16 weight rows (F16: [K][16] per panel; Q8_0: per block, 16 scales and
+// ---- panel kernels: weights in panels of 16 weight rows (F16 / BF16: [K][16] per panel; Q8_0: per block, 16 scales and
 // 32 x 16 codes; f32: [K][16], Q8_0 panels widened once) ----
 
 // MR rows of x against NP panels: one accumulator vector per (row, panel), one fma per k in order k = 0 .. K - 1.
@@ -290,16 +290,23 @@ inline void panel_store(const __m512 (&acc)[MR][NP], float* out, int64_t os, int
     }
 }
 
-template <int MR, int NP>
-void panel_f16_t(const float* x, int64_t K, const void* pv, float* out, int64_t os, int n_cols) {
+// 16 f16 or bf16 weights as f32 (exact).
+template <bool BF16>
+inline __m512 load16_half(const uint16_t* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    if constexpr (BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    else return _mm512_cvtph_ps(h);
+}
+
+template <int MR, int NP, bool BF16>
+void panel_half_t(const float* x, int64_t K, const void* pv, float* out, int64_t os, int n_cols) {
     const auto* panels = static_cast<const uint16_t*>(pv);
     __m512 acc[MR][NP];
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
         __m512 w[NP];
-        for (int p = 0; p < NP; p++)
-            w[p] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panels + (p * K + k) * 16)));
+        for (int p = 0; p < NP; p++) w[p] = load16_half<BF16>(panels + (p * K + k) * 16);
         panel_fma<MR, NP>(x, k, w, acc, K);
     }
     panel_store(acc, out, os, n_cols);
@@ -384,12 +391,16 @@ void panel_dispatch(int n_rows, int n_panels, const float* x, int64_t K, const v
     }
 }
 
-template <int MR, int NP> struct PanelF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_f16_t<MR, NP>(x, K, p, o, os, n); } };
+template <int MR, int NP> struct PanelF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_half_t<MR, NP, false>(x, K, p, o, os, n); } };
+template <int MR, int NP> struct PanelBF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_half_t<MR, NP, true>(x, K, p, o, os, n); } };
 template <int MR, int NP> struct PanelF32 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_f32_t<MR, NP>(x, K, p, o, os, n); } };
 template <int MR, int NP> struct PanelQ8 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_q8_0_t<MR, NP>(x, K, p, o, os, n); } };
 
 void panel_f16(int r, int np, const float* x, int64_t K, const uint16_t* p, float* o, int64_t os, int n) {
     panel_dispatch<PanelF16>(r, np, x, K, p, o, os, n);
+}
+void panel_bf16(int r, int np, const float* x, int64_t K, const uint16_t* p, float* o, int64_t os, int n) {
+    panel_dispatch<PanelBF16>(r, np, x, K, p, o, os, n);
 }
 void panel_f32(int r, int np, const float* x, int64_t K, const float* p, float* o, int64_t os, int n) {
     panel_dispatch<PanelF32>(r, np, x, K, p, o, os, n);
@@ -610,6 +621,7 @@ void fill_avx512_kernels(CpuKernels& k) {
     k.tile_dot[int(DType::F16)] = s::tile<s::TileFloat, DType::F16>;
     k.tile_dot[int(DType::BF16)] = s::tile<s::TileFloat, DType::BF16>;
     k.panel_f16 = s::panel_f16;
+    k.panel_bf16 = s::panel_bf16;
     k.panel_q8_0 = s::panel_q8_0;
     k.panel_f32 = s::panel_f32;
     k.unpack_q8_0_panels = s::unpack_q8_0_panels;
