@@ -8,8 +8,8 @@
 // the integer kernels; each kernel unpacks a weight block once and takes both terms' dot products. One int8 term
 // alone gives a mean KL near 2e-3 against the float32 reference on SmolLM2, two give ~1e-7.
 //
-// Weights the backend prepared in panels (F16, BF16, Q8_0: see cpu_kernels.h) skip the activation quantization: the panel
-// kernels read x in f32 and multiply exact f32 weights, one fma per k in order.
+// Weights the backend prepared in panels (F16, BF16, Q8_0: see cpu_kernels.h) skip the activation quantization:
+// the panel kernels read x in f32 and multiply exact f32 weights, one fma per k in order.
 #include <algorithm>
 
 #include "backend/cpu/cpu_kernels.h"
