@@ -139,8 +139,8 @@ class Backend {
 
     // ---- weight preparation ----
     // w is a weight matrix that matmul will read for the model's lifetime (its data stays valid and unchanged).
-    // A backend may keep a private copy in a layout of its own (the CPU backend: column panels for its F16 panel
-    // kernels); results depend only on w's values, never on whether it was prepared. Default: nothing.
+    // A backend may keep a private copy in a layout of its own (the CPU backend: panels of 16 rows for F16, BF16
+    // and Q8_0); results never depend on whether it was prepared beyond summation order. Default: nothing.
     virtual void prepare_matrix(const Tensor& w) { (void)w; }
 
     // ---- ops ----

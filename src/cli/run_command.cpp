@@ -117,10 +117,8 @@ void run(const RunOptions& o) {
                   o.prompt_tokens);
         prompt.resize(size_t(o.prompt_tokens));
     }
-    // A GPU runs a long prompt in few large products (a 512-token chunk leaves its GEMMs at half their rate); the
-    // CPU's matmuls are as fast at 512 rows and its activations stay small.
     const int chunk = o.max_num_batched_tokens > 0 ? o.max_num_batched_tokens
-                                                   : backend->device() == Device::Cpu ? 512 : 8192;
+                                                   : engine::default_max_num_batched_tokens(backend->device());
     if (!o.score_out.empty()) {
         engine::Generator scorer(*m.model, int(prompt.size()), 16, chunk, parse_kv_cache_dtype(o.kv_cache_dtype));
         write_scores(scorer, *backend, prompt, o.score_out);

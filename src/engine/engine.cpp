@@ -48,6 +48,8 @@ const char* finish_reason_name(FinishReason reason) {
     return "";
 }
 
+int default_max_num_batched_tokens(Device device) { return device == Device::Cpu ? 512 : 8192; }
+
 const char* async_scheduling_name(AsyncScheduling a) {
     switch (a) {
         case AsyncScheduling::Auto: return "auto";
@@ -109,8 +111,6 @@ struct Engine::Impl {
     int64_t next_seq_id = 0;
     int64_t next_arrival = 0;
     std::vector<float> host_row;
-
-    void warm_up();
     std::vector<float> host_logits;  // this step's sampled rows [n_rows, n_vocab] (when a parent forks)
     BatchSampler batch_sampler;
     std::vector<DrawRow> draw_rows;
@@ -148,6 +148,7 @@ struct Engine::Impl {
     void fork(Sequence* parent);
     void publish_stats();
     void publish_occupancy();  // queue lengths and KV blocks in use, before a finished event goes out
+    void warm_up();            // GPU only, before the loop starts (see the definition)
 };
 
 // On a GPU, before serving: one forward pass of a full step of dummy tokens, one decode step and a greedy draw,
@@ -155,25 +156,24 @@ struct Engine::Impl {
 // exists before the first request, whose TTFT would pay for them otherwise. The blocks go back unhashed: nothing
 // is cached, counted or scheduled.
 void Engine::Impl::warm_up() {
-    Impl& m = *this;
-    backend::Backend& be = m.model.backend();
+    backend::Backend& be = model.backend();
     if (be.device() == Device::Cpu) return;
     const auto t0 = std::chrono::steady_clock::now();
-    const int bs = m.config.block_size;
-    const int n = std::max(1, std::min(m.config.max_num_batched_tokens, m.max_model_len - 1));
+    const int bs = config.block_size;
+    const int n = std::max(1, std::min(config.max_num_batched_tokens, max_model_len - 1));
     std::vector<int32_t> table;
-    if (!m.blocks->allocate((n + 1 + bs - 1) / bs, table)) return;
+    if (!blocks->allocate((n + 1 + bs - 1) / bs, table)) return;
     const std::vector<int32_t> tokens(size_t(n), 0);
     model::StepInput prefill;
     prefill.add_sequence(tokens, 0, table, bs, model::StepInput::Logits::Last);
-    m.model.forward(prefill, *m.kv_cache);
+    model.forward(prefill, *kv_cache);
     model::StepInput decode;
     decode.add_sequence(std::span<const int32_t>(tokens.data(), 1), n, table, bs, model::StepInput::Logits::Last);
-    const Tensor logits = m.model.forward(decode, *m.kv_cache);
+    const Tensor logits = model.forward(decode, *kv_cache);
     backend::Buffer id = be.alloc(4);
     be.argmax_rows(id.view(DType::I32, {1}), logits);
     be.synchronize();
-    for (int32_t b : table) m.blocks->release(b);
+    for (int32_t b : table) blocks->release(b);
     spdlog::info("warm-up: a {}-token step and a decode step in {:.2f} s",
                  n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
@@ -184,10 +184,8 @@ Engine::Engine(model::Model& model, const tokenizer::Tokenizer& tokenizer, const
     config.validate();
     const model::ModelConfig& mc = model.config();
     m.max_model_len = config.max_model_len > 0 ? std::min(config.max_model_len, mc.max_context) : mc.max_context;
-    // vLLM's defaults on a data-centre GPU: large steps keep prefill GEMMs efficient; the CPU's products are as fast
-    // at 512 rows and its steps stay short.
     if (m.config.max_num_batched_tokens == 0)
-        m.config.max_num_batched_tokens = model.backend().device() == Device::Cpu ? 512 : 8192;
+        m.config.max_num_batched_tokens = default_max_num_batched_tokens(model.backend().device());
     const kv::KvCacheShape shape = kv_shape(mc, config.block_size, config.kv_dtype);
     if (m.config.kv_cache_bytes == 0) {
         const auto [free_b, total_b] = model.backend().device_memory();

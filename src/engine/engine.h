@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/tensor.h"
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
 
@@ -37,6 +38,9 @@ enum class SchedulingPolicy { Continuous, Static };  // static: fill a batch, ru
 // device backend, off on the CPU (whose ops run synchronously: nothing to overlap).
 enum class AsyncScheduling { Auto, On, Off };
 const char* async_scheduling_name(AsyncScheduling a);  // "auto", "on", "off"
+// Tokens per step when none is given: 512 on the CPU (its products are as fast at 512 rows and its steps stay short),
+// 8192 on a GPU (vLLM's default on data-centre GPUs: large steps keep prefill GEMMs efficient).
+int default_max_num_batched_tokens(Device device);
 
 struct EngineConfig {
     int max_num_seqs = 64;              // running sequences at once

@@ -139,16 +139,10 @@ void Model::load(const WeightSource& src) {
         std::string name;
         int64_t rows, cols;
     };
-    // Matrices of matmuls are offered to the backend for a layout of its own (prepare_matrix); the embedding table
-    // only when it is also the output head.
-    auto matrix_group = [&](const std::vector<MatrixSpec>& specs, bool prepare = true) -> std::vector<Tensor> {
+    auto placed_group = [&](const std::vector<MatrixSpec>& specs) -> std::vector<Tensor> {
         std::vector<Tensor> host;
         for (const MatrixSpec& s : specs) host.push_back(stored_matrix(s.name, s.rows, s.cols));
-        if (backend_.device() == Device::Cpu) {
-            if (prepare)
-                for (const Tensor& t : host) backend_.prepare_matrix(t);
-            return host;
-        }
+        if (backend_.device() == Device::Cpu) return host;
         bool one_type = true;
         size_t total = 0;
         for (const Tensor& t : host) one_type = one_type && t.dtype == host[0].dtype, total += t.n_bytes();
@@ -172,6 +166,14 @@ void Model::load(const WeightSource& src) {
         }
         owned_.push_back(std::move(b));
         return out;
+    };
+    // Matrices of matmuls are offered to the backend for a layout of its own (prepare_matrix); the embedding table
+    // only when it is also the output head.
+    auto matrix_group = [&](const std::vector<MatrixSpec>& specs, bool prepare = true) -> std::vector<Tensor> {
+        std::vector<Tensor> ts = placed_group(specs);
+        if (prepare)
+            for (const Tensor& t : ts) backend_.prepare_matrix(t);
+        return ts;
     };
     auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, bool prepare = true) -> Tensor {
         return matrix_group({{name, rows, cols}}, prepare)[0];

@@ -82,8 +82,9 @@ using TileDotFn = void (*)(int n_rows, int n_w, const QuantAct& act, int64_t m0,
 // 16 * n_panels (n_panels <= kPanelCount), accumulated in f32 by one fma per k in order k = 0, 1, ..., K - 1 from
 // 0: the same arithmetic for every output whatever n_rows, n_panels or the thread (batch-invariant).
 constexpr int kPanelRows = 8, kPanelCount = 3;
-using PanelF16Fn = void (*)(int n_rows, int n_panels, const float* x, int64_t K, const uint16_t* panels, float* out,
-                            int64_t out_stride, int n_cols);
+// The same signature serves every panel layout (panels: the layout's first panel of the call).
+using PanelFn = void (*)(int n_rows, int n_panels, const float* x, int64_t K, const void* panels, float* out,
+                         int64_t out_stride, int n_cols);
 // [N, K] 16-bit rows (f16 or bf16) -> panels of 16 rows (the last one zero-padded):
 // dst[((n / 16) * K + k) * 16 + n % 16] = w[n, k].
 void pack_16bit_panels(const uint16_t* w, int64_t N, int64_t K, uint16_t* dst);
@@ -96,10 +97,6 @@ int64_t panel_bytes(DType dtype, int64_t N, int64_t K);
 // The same products over Q8_0 panels (codes widened and scaled in registers) and over f32 panels (Q8_0 panels
 // unpacked once per product when it has many rows): one fma per k in order, as panel_f16, so a row's result does
 // not depend on which of them computed it.
-using PanelQ8Fn = void (*)(int n_rows, int n_panels, const float* x, int64_t K, const uint8_t* panels, float* out,
-                           int64_t out_stride, int n_cols);
-using PanelF32Fn = void (*)(int n_rows, int n_panels, const float* x, int64_t K, const float* panels, float* out,
-                            int64_t out_stride, int n_cols);
 // n_panels Q8_0 panels -> f32 panels [n_panels][K][16].
 using UnpackQ8PanelsFn = void (*)(const uint8_t* panels, int n_panels, int64_t K, float* dst);
 
@@ -110,10 +107,10 @@ struct CpuKernels {
     RowsDotFn rows_dot[kNumDTypes] = {};  // by weight dtype; null: unsupported
     TileDotFn tile_dot[kNumDTypes] = {};  // optional: preferred over rows_dot when set
     // Optional (all or none): F16 / BF16 / Q8_0 weights the backend repacked in panels (prepare_matrix).
-    PanelF16Fn panel_f16 = nullptr;
-    PanelF16Fn panel_bf16 = nullptr;
-    PanelQ8Fn panel_q8_0 = nullptr;
-    PanelF32Fn panel_f32 = nullptr;
+    PanelFn panel_f16 = nullptr;
+    PanelFn panel_bf16 = nullptr;
+    PanelFn panel_q8_0 = nullptr;
+    PanelFn panel_f32 = nullptr;
     UnpackQ8PanelsFn unpack_q8_0_panels = nullptr;
     // Attention primitives (n elements): dot of f32 q with a K row; y += a * V row.
     float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
@@ -172,8 +169,8 @@ struct MatmulScratch {
     std::vector<int16_t> bsums;
 };
 
-// One weight of a multi-weight matmul: out [M, n] f32 = x . w [n, K]^T. panels: w repacked in panels (F16, Q8_0;
-// see panel_bytes), or null.
+// One weight of a multi-weight matmul: out [M, n] f32 = x . w [n, K]^T. panels: w repacked in panels (F16, BF16,
+// Q8_0; see panel_bytes), or null.
 struct MatmulJob {
     float* out;
     DType dtype;
@@ -183,10 +180,8 @@ struct MatmulJob {
 };
 constexpr int kMaxMatmulJobs = 4;
 
-// out [M, N] f32 = x [M, K] f32 . w [N, K]^T; w.dtype must have a rows_dot kernel. scratch: one per ActKind (3).
-void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, float* out, const float* x,
-                   DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K);
-// Several weights against the same x in one parallel section (x quantized once per activation kind).
+// out_j [M, n_j] f32 = x [M, K] f32 . w_j [n_j, K]^T for every job, in one parallel section (x quantized once per
+// activation kind the unprepared weights need; w_j.dtype must have a rows_dot kernel). scratch: one per ActKind (3).
 void matmul_driver_multi(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, const float* x, int64_t M,
                          int64_t K, const MatmulJob* jobs, int n_jobs);
 

@@ -125,7 +125,7 @@ void compute_panel_columns(const CpuKernels& k, const float* x, int64_t K, const
     };
     if (job.dtype == DType::F16 || job.dtype == DType::BF16) {
         const uint16_t* panels = static_cast<const uint16_t*>(job.panels) + p0 * K * 16;
-        const PanelF16Fn kernel = job.dtype == DType::F16 ? k.panel_f16 : k.panel_bf16;
+        const PanelFn kernel = job.dtype == DType::F16 ? k.panel_f16 : k.panel_bf16;
         rows([&](int r, const float* xm, float* o) { kernel(r, n_panels, xm, K, panels, o, job.n, n_cols); });
         return;
     }
@@ -217,12 +217,6 @@ void matmul_driver_multi(ThreadPool& pool, const CpuKernels& k, MatmulScratch* s
     // Each thread streams one contiguous run of weight rows (the hardware prefetchers follow it; handing out
     // interleaved chunks measured 10-20% slower at batch 1) and steals from the back of another's when done early.
     pool.parallel_chunks(n_chunks, run_chunk);
-}
-
-void matmul_driver(ThreadPool& pool, const CpuKernels& k, MatmulScratch* scratch, float* out, const float* x,
-                   DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K) {
-    const MatmulJob job{out, w_dtype, w, N};
-    matmul_driver_multi(pool, k, scratch, x, M, K, &job, 1);
 }
 
 }  // namespace osprey::backend::cpu

@@ -13,6 +13,7 @@
 
 #include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/gemm.cuh"
+#include "backend/cuda/launch_util.cuh"
 
 namespace osprey::backend::cuda {
 
@@ -22,7 +23,7 @@ namespace {
 
 // Grid (n_seqs, n_heads): out of a one-token sequence's head = its splits merged in split order.
 __global__ void decode_merge_kernel(PagedAttentionArgs a, DecodePartials part) {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the next product may start its weight loads
+    pdl_release();  // the next product may start its weight loads
     const int s = blockIdx.x, h = blockIdx.y;
     const int t = a.query_start[s];
     if (a.query_start[s + 1] - t != 1) return;

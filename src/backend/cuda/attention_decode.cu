@@ -8,6 +8,7 @@
 // each lane accumulates its columns of weighted V. The 4 warps' states are merged in warp order and written as
 // the split's partial.
 #include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/launch_util.cuh"
 
 namespace osprey::backend::cuda::attn {
 
@@ -64,7 +65,7 @@ __device__ __forceinline__ void stage_chunk(KV* dst, const KV* pool, const int* 
 template <typename KV, int HDP>
 __global__ void __launch_bounds__(kWarps * 32) decode_split_kernel(PagedAttentionArgs a, DecodePartials part,
                                                                     bool vec_ok) {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the next product may start its weight loads
+    pdl_release();  // the next product may start its weight loads
     using Sh = DecodeShape<KV, HDP>;
     const int s = blockIdx.x;
     const int t = a.query_start[s];

@@ -20,6 +20,7 @@
 // result matches the f32 SIMT kernel to ~1e-7 relative (the test holds it to 1e-10 normalized error against a
 // double reference). The row sums add the f32 weights.
 #include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/launch_util.cuh"
 #include "backend/cuda/mma_ptx.cuh"
 
 #include <algorithm>
@@ -72,7 +73,7 @@ __device__ __forceinline__ void split_half2(float x0, float x1, uint32_t& head, 
 
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, 2) decode_mma_kernel(PagedAttentionArgs a, DecodePartials part) {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the next product may start its weight loads
+    pdl_release();  // the next product may start its weight loads
     using Sh = DecodeMmaShape<HDP>;
     constexpr int ST = Sh::ST, NS = Sh::NS, SO = Sh::SO;
     const int s = blockIdx.x;

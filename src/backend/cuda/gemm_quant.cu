@@ -326,8 +326,7 @@ int sm_count() {
 }  // namespace
 
 bool quant_gemm_supported(DType dt, int64_t K) {
-    const bool type_ok = dt == DType::Q4_0 || dt == DType::Q4_1 || dt == DType::Q8_0 || dt == DType::Q4_K ||
-                         dt == DType::Q5_K || dt == DType::Q6_K;
+    const bool type_ok = dispatch_quant(dt, []<DType>() {});  // the kernel's own list of types
     return type_ok && K > 0 && K % dtype_traits(dt).block_size == 0 && K <= (int64_t(1) << 30);
 }
 

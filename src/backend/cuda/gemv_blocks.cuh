@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "backend/cuda/dequant.cuh"
+#include "backend/cuda/launch_util.cuh"
 
 namespace osprey::backend::cuda {
 
@@ -193,7 +194,7 @@ __device__ __forceinline__ void tile_pipeline(const uint8_t* const (&rows)[RW], 
         if (s < n_tiles) issue(s);
         cp_async_commit();
     }
-    if constexpr (kWaitPrior) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    if constexpr (kWaitPrior) pdl_wait();
     for (int64_t tile = 0; tile < n_tiles; tile++) {
         if (tile + kGemvStages - 1 < n_tiles) issue(tile + kGemvStages - 1);
         cp_async_commit();

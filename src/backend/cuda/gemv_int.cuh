@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "backend/cuda/gemv_blocks.cuh"
+#include "backend/cuda/launch_util.cuh"
 
 namespace osprey::backend::cuda {
 
@@ -49,7 +50,7 @@ inline size_t xquant_bytes(int64_t M, int64_t K, size_t (&off)[3]) {
 // dependent GEMV launch at once (it waits for this grid before it reads q).
 __global__ void __launch_bounds__(256) quantize_x_kernel(const float* __restrict__ x, int16_t* __restrict__ q,
                                                          float* __restrict__ d, int32_t* __restrict__ s, int64_t n8) {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    pdl_release();
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const bool valid = i < n8;  // n8 is a multiple of 4: a block's four threads are all valid or all not
     float v[8] = {};

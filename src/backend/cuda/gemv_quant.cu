@@ -15,6 +15,7 @@
 #include "backend/cuda/gemv_blocks.cuh"
 #include "backend/cuda/gemv_int.cuh"
 #include "backend/cuda/gemv_quant.cuh"
+#include "backend/cuda/launch_util.cuh"
 
 namespace osprey::backend::cuda {
 
@@ -36,7 +37,7 @@ struct GemvBatch {
 template <DType DT, int MR>
 __device__ __forceinline__ void row_dot_blocks(const uint8_t* row, const float* xr, int64_t K, int n_rows, int lane,
                                                float (&acc)[MR]) {
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    pdl_wait();
     const int64_t n_groups = K / 8;
     for (int64_t g0 = lane; g0 < n_groups; g0 += 32 * kUnroll) {
         float wv[kUnroll][8];
@@ -79,10 +80,9 @@ __device__ __forceinline__ void unpack16(const uint4& v, float* f) {
 }
 
 // Plain F32 / F16 / BF16 rows of whole 16-byte vectors: kUnroll 16-byte loads in flight per lane (evict-first:
-// the weights are read once per step), x through the read-only cache. Requires 16-byte aligned rows and x.
-// kUnroll vectors in flight per lane (8 and 16 measured 5% and 10% slower on H200 8B decode). The first ones are
-// requested before griddepcontrol.wait: launched as a programmatic dependent, the kernel streams weights while the
-// kernel before it (which wrote x) finishes (+2% decode; the wait is a no-op in a plain launch).
+// the weights are read once per step; 8 and 16 measured 5% and 10% slower on H200 8B decode), x through the
+// read-only cache. Requires 16-byte aligned rows and x. The first loads are issued before pdl_wait(): launched as a
+// programmatic dependent, the kernel streams weights while the kernel that wrote x finishes (+1.5% decode).
 template <DType DT, int MR>
 __device__ __forceinline__ void row_dot_vec(const uint8_t* row_bytes_ptr, const float* xr, int64_t K, int n_rows,
                                             int lane, float (&acc)[MR]) {
@@ -96,7 +96,7 @@ __device__ __forceinline__ void row_dot_vec(const uint8_t* row_bytes_ptr, const 
             if (v0 + 32 * u < n_vec) wv[u] = __ldcs(row + v0 + 32 * u);
     };
     load(lane);
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    pdl_wait();
     for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * kUnroll) {
         if (v0 != lane) load(v0);
 #pragma unroll
@@ -127,7 +127,7 @@ __device__ __forceinline__ void row_dot_vec(const uint8_t* row_bytes_ptr, const 
 template <DType DT, int MR>
 __device__ __forceinline__ void row_dot_any(const uint8_t* row, const float* xr, int64_t K, int n_rows, int lane,
                                             float (&acc)[MR]) {
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    pdl_wait();
     for (int64_t e = lane; e < K; e += 32) {
         const float wv = load1<DT>(row, e);
 #pragma unroll
@@ -158,7 +158,7 @@ __device__ __forceinline__ void warp_reduce(float (&acc)[MR]) {
 template <DType DT, int MR, RowPath P>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 gemv_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K, size_t row_bytes) {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the next product may start its loads
+    pdl_release();  // the next product may start its loads
     const int lane = threadIdx.x & 31;
     const int64_t g = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
     if (g >= b.first_row[b.n_jobs]) return;
@@ -194,7 +194,7 @@ template <DType DT, int MR, RowPath P, bool kSilu>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 gemv_gated_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg, const uint8_t* __restrict__ wu,
                   const float* __restrict__ x, int64_t M, int64_t N, int64_t K, size_t row_bytes) {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    pdl_release();
     const int lane = threadIdx.x & 31;
     const int64_t n = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
     if (n >= N) return;

@@ -1,4 +1,4 @@
-// Small helpers shared by the kernel files: grid sizing and warp reductions.
+// Small helpers shared by the kernel files: grid sizing, warp reductions and programmatic dependent launch.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,5 +19,12 @@ __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
+
+// Programmatic dependent launch (sm_90): a kernel launched with programmaticStreamSerializationAllowed may start
+// while the kernel before it runs; pdl_wait() blocks until that kernel has finished and its writes are visible (a
+// no-op in a plain launch). pdl_release() lets the next kernel, if it was launched so, start now: it must call
+// pdl_wait() before it reads what this one writes.
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_release() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 
 }  // namespace osprey::backend::cuda

@@ -26,7 +26,7 @@ template <bool kAdd>
 __global__ void __launch_bounds__(kThreads) rms_norm_vec_kernel(float* out, float* x, const float* delta,
                                                                 const float* w, int64_t d, float eps) {
     // The product that reads out may launch now and stream its weights meanwhile (it waits for this grid).
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    pdl_release();
     __shared__ float partial[kThreads / 32];
     const int64_t n_vec = d / 4;
     float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * d);

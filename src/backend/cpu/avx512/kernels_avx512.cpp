@@ -290,37 +290,17 @@ inline void panel_store(const __m512 (&acc)[MR][NP], float* out, int64_t os, int
     }
 }
 
-// 16 f16 or bf16 weights as f32 (exact).
-template <bool BF16>
-inline __m512 load16_half(const uint16_t* p) {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    if constexpr (BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    else return _mm512_cvtph_ps(h);
-}
-
-template <int MR, int NP, bool BF16>
-void panel_half_t(const float* x, int64_t K, const void* pv, float* out, int64_t os, int n_cols) {
-    const auto* panels = static_cast<const uint16_t*>(pv);
+// Panels of float weights (F16, BF16, or f32 from widened Q8_0 panels): 16 weights per k, read with load16w.
+template <int MR, int NP, DType T>
+void panel_float_t(const float* x, int64_t K, const void* panels, float* out, int64_t os, int n_cols) {
+    constexpr size_t kElem = T == DType::F32 ? 4 : 2;
     __m512 acc[MR][NP];
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
         __m512 w[NP];
-        for (int p = 0; p < NP; p++) w[p] = load16_half<BF16>(panels + (p * K + k) * 16);
-        panel_fma<MR, NP>(x, k, w, acc, K);
-    }
-    panel_store(acc, out, os, n_cols);
-}
-
-template <int MR, int NP>
-void panel_f32_t(const float* x, int64_t K, const void* pv, float* out, int64_t os, int n_cols) {
-    const auto* panels = static_cast<const float*>(pv);
-    __m512 acc[MR][NP];
-    for (int r = 0; r < MR; r++)
-        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        __m512 w[NP];
-        for (int p = 0; p < NP; p++) w[p] = _mm512_loadu_ps(panels + (p * K + k) * 16);
+        for (int p = 0; p < NP; p++)
+            w[p] = load16w<T>(static_cast<const char*>(panels) + size_t(p * K * 16) * kElem, k * 16);
         panel_fma<MR, NP>(x, k, w, acc, K);
     }
     panel_store(acc, out, os, n_cols);
@@ -391,23 +371,10 @@ void panel_dispatch(int n_rows, int n_panels, const float* x, int64_t K, const v
     }
 }
 
-template <int MR, int NP> struct PanelF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_half_t<MR, NP, false>(x, K, p, o, os, n); } };
-template <int MR, int NP> struct PanelBF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_half_t<MR, NP, true>(x, K, p, o, os, n); } };
-template <int MR, int NP> struct PanelF32 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_f32_t<MR, NP>(x, K, p, o, os, n); } };
+template <int MR, int NP> struct PanelF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_float_t<MR, NP, DType::F16>(x, K, p, o, os, n); } };
+template <int MR, int NP> struct PanelBF16 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_float_t<MR, NP, DType::BF16>(x, K, p, o, os, n); } };
+template <int MR, int NP> struct PanelF32 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_float_t<MR, NP, DType::F32>(x, K, p, o, os, n); } };
 template <int MR, int NP> struct PanelQ8 { static void run(const float* x, int64_t K, const void* p, float* o, int64_t os, int n) { panel_q8_0_t<MR, NP>(x, K, p, o, os, n); } };
-
-void panel_f16(int r, int np, const float* x, int64_t K, const uint16_t* p, float* o, int64_t os, int n) {
-    panel_dispatch<PanelF16>(r, np, x, K, p, o, os, n);
-}
-void panel_bf16(int r, int np, const float* x, int64_t K, const uint16_t* p, float* o, int64_t os, int n) {
-    panel_dispatch<PanelBF16>(r, np, x, K, p, o, os, n);
-}
-void panel_f32(int r, int np, const float* x, int64_t K, const float* p, float* o, int64_t os, int n) {
-    panel_dispatch<PanelF32>(r, np, x, K, p, o, os, n);
-}
-void panel_q8_0(int r, int np, const float* x, int64_t K, const uint8_t* p, float* o, int64_t os, int n) {
-    panel_dispatch<PanelQ8>(r, np, x, K, p, o, os, n);
-}
 
 // ---- attention: 512-bit kernels for head sizes that are multiples of 16 (64, 128, 256 ...) ----
 
@@ -620,10 +587,10 @@ void fill_avx512_kernels(CpuKernels& k) {
     k.tile_dot[int(DType::F32)] = s::tile<s::TileFloat, DType::F32>;
     k.tile_dot[int(DType::F16)] = s::tile<s::TileFloat, DType::F16>;
     k.tile_dot[int(DType::BF16)] = s::tile<s::TileFloat, DType::BF16>;
-    k.panel_f16 = s::panel_f16;
-    k.panel_bf16 = s::panel_bf16;
-    k.panel_q8_0 = s::panel_q8_0;
-    k.panel_f32 = s::panel_f32;
+    k.panel_f16 = s::panel_dispatch<s::PanelF16>;
+    k.panel_bf16 = s::panel_dispatch<s::PanelBF16>;
+    k.panel_q8_0 = s::panel_dispatch<s::PanelQ8>;
+    k.panel_f32 = s::panel_dispatch<s::PanelF32>;
     k.unpack_q8_0_panels = s::unpack_q8_0_panels;
     k.attn_scores = s::attn_scores512;
     k.attn_values = s::attn_values512;
