@@ -1,12 +1,14 @@
 // Small-batch matrix-vector kernels. Plain types: one warp per weight row; each lane walks the row in 16-byte
 // vectors, lane, lane + 32, ..., with several loads in flight, converts them once and multiplies them with up to MR
-// rows of x. Block types: rows of whole 16-byte vectors take the tiled path of gemv_blocks.cuh (kTiledRows rows per
-// warp streamed through shared memory); other rows one warp per row in 8-element groups (dequant8). One launch
-// covers up to kMaxGemvJobs weights that read the same x (q/k/v), or a gate and an up weight whose rows are combined
-// as act(gate) * up (the gated feed-forward input).
+// rows of x; long rows (not gated pairs) take one block per row instead (gemv_plain.cuh, plain_block_rows). Block
+// types: rows of whole 16-byte vectors take the tiled path of gemv_blocks.cuh (kTiledRows rows per warp streamed
+// through shared memory); other rows one warp per row in 8-element groups (dequant8). One launch covers up to
+// kMaxGemvJobs weights that read the same x (q/k/v), or a gate and an up weight whose rows are combined as
+// act(gate) * up (the gated feed-forward input).
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -14,6 +16,7 @@
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/gemv_blocks.cuh"
 #include "backend/cuda/gemv_int.cuh"
+#include "backend/cuda/gemv_plain.cuh"
 #include "backend/cuda/gemv_quant.cuh"
 #include "backend/cuda/launch_util.cuh"
 
@@ -23,15 +26,6 @@ namespace {
 
 constexpr int kWarpsPerBlock = 4;
 constexpr int kUnroll = 4;  // 8-element groups (or 16-byte vectors) each lane has in flight per step
-
-// Rows of several weights as one index space: global row g belongs to job j with first_row[j] <= g.
-struct GemvBatch {
-    const uint8_t* w[kMaxGemvJobs];
-    float* out[kMaxGemvJobs];
-    int64_t n[kMaxGemvJobs];
-    int64_t first_row[kMaxGemvJobs + 1];
-    int n_jobs;
-};
 
 // acc[r] += dot(weight row, x row r) over K, per lane (block types: 8-element groups).
 template <DType DT, int MR>
@@ -55,25 +49,6 @@ __device__ __forceinline__ void row_dot_blocks(const uint8_t* row, const float* 
 #pragma unroll
                     for (int i = 0; i < 8; i++) acc[r] = fmaf(wv[u][i], __ldg(xp + i), acc[r]);
                 }
-            }
-        }
-    }
-}
-
-// 16 bytes of a plain row as f32: 8 halves or 4 floats.
-template <DType DT>
-__device__ __forceinline__ void unpack16(const uint4& v, float* f) {
-    if constexpr (DT == DType::F32) {
-        f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y), f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
-    } else {
-        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            if constexpr (DT == DType::F16) {
-                const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
-                f[2 * i] = p.x, f[2 * i + 1] = p.y;
-            } else {
-                f[2 * i] = __uint_as_float(u[i] << 16), f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
             }
         }
     }
@@ -314,37 +289,40 @@ gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg,
 // on H200 8B decode (Q4_K_M 268 against 264, 246, 228, 234, 206 tok/s; Q8_0 and Q4_0 alike).
 constexpr int kTiledRows = 4;
 
-template <typename Kern>
-void allow_smem(Kern* kernel, size_t bytes) {
-    if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
-}
-
-// Programmatic dependent launch of the GEMV kernels: they start loading weights while the kernel before them
-// (quantize_x_kernel, a norm, attention, the gated product) runs, and wait for it before they read x;
-// OSPREY_GEMV_PDL=0 launches them in plain stream order.
-bool use_pdl() {
-    static const bool on = [] {
-        const char* e = std::getenv("OSPREY_GEMV_PDL");
-        return !(e && e[0] == '0');
+// Which plain (F32 / F16 / BF16, aligned) products take the block kernel of gemv_plain.cuh rather than one warp per
+// row: rows of more than kPlainLoads / 2 vectors per thread (K > 8192 at bf16; the 8B's down product: 29 vs 36 us,
+// 4.0 vs 3.2 TB/s), never the gated pair (one warp per gate/up pair reads 4.1 TB/s, the block kernel 3.4-3.7). At
+// K = 4096 the block kernel is faster in isolation (q/k/v 16.4 vs 18.8 us) but the decode step was slower with it
+// (docs/performance.md). OSPREY_GEMV_PLAIN=warp: one warp per row throughout; =rows: the block kernel for every
+// product that is not gated (comparisons only).
+const std::string& plain_variant() {
+    static const std::string v = [] {
+        const char* e = std::getenv("OSPREY_GEMV_PLAIN");
+        return std::string(e != nullptr ? e : "");
     }();
-    return on;
+    return v;
+}
+bool plain_block_rows(int64_t n_vec) {
+    if (plain_variant() == "warp") return false;
+    return plain_variant() == "rows" || (n_vec + kPlainThreads - 1) / kPlainThreads * 2 > kPlainLoads;
 }
 
-template <typename... KArgs, typename... Args>
-void launch_kernel(void (*kernel)(KArgs...), dim3 grid, int threads, size_t smem, cudaStream_t stream, bool pdl,
-                   Args&&... args) {
-    allow_smem(kernel, smem);
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(unsigned(threads));
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);  // errors: the caller's cudaGetLastError()
+// gemv_plain_kernel over n_rows rows, one block per group of rows (the group size for K).
+template <DType DT, int MR>
+void launch_plain(const GemvBatch& b, const float* x, int64_t M, int64_t K, size_t row_bytes, int64_t n_rows,
+                  cudaStream_t stream) {
+    constexpr int kPer = DT == DType::F32 ? 4 : 8;
+    const int g = plain_group_rows(K / kPer, MR);
+    auto go = [&]<int G>() {
+        if constexpr (G * MR <= 8) {
+            const int64_t n_groups = (n_rows + G - 1) / G;
+            launch_kernel(gemv_plain_kernel<DT, MR, G>, dim3(unsigned(n_groups), row_groups(M)), kPlainThreads, 0,
+                          stream, pdl_enabled(PdlKind::Gemv), b, x, M, K, row_bytes, n_groups);
+        }
+    };
+    if (g == 1) go.template operator()<1>();
+    else if (g == 2) go.template operator()<2>();
+    else go.template operator()<4>();
 }
 
 // The quantized-x area of one (device, stream); never freed (a process-lifetime cache). It only grows (get()
@@ -376,7 +354,7 @@ void launch_tiled(const GemvBatch& b, const X& x, int64_t M, int64_t K, size_t r
     const dim3 grid(unsigned((b.first_row[b.n_jobs] + per_block - 1) / per_block), row_groups(M));
     const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
     launch_kernel(gemv_tiled_kernel<DT, MR, RW, X>, grid, kTiledWarps * 32, smem, stream,
-                  std::is_same_v<X, XQuant> && use_pdl(), b, x, M, K, row_bytes);
+                  std::is_same_v<X, XQuant> && pdl_enabled(PdlKind::Gemv), b, x, M, K, row_bytes);
 }
 
 template <DType DT, int MR, typename X>
@@ -386,7 +364,7 @@ void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const 
     const int64_t per_block = int64_t(kTiledWarps) * (RW / 2);
     const dim3 grid(unsigned((N + per_block - 1) / per_block), row_groups(M));
     const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
-    const bool pdl = std::is_same_v<X, XQuant> && use_pdl();
+    const bool pdl = std::is_same_v<X, XQuant> && pdl_enabled(PdlKind::Gemv);
     if (silu)
         launch_kernel(gemv_gated_tiled_kernel<DT, MR, RW, true, X>, grid, kTiledWarps * 32, smem, stream, pdl, out, wg,
                       wu, x, M, N, K, row_bytes);
@@ -456,9 +434,16 @@ void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_
                 launch_tiled<DT, MR>(b, quantize_x(x, M, K, stream), M, K, row_bytes, stream);
             else if constexpr (P == RowPath::Tiled)
                 launch_tiled<DT, MR>(b, x, M, K, row_bytes, stream);
-            else
+            else if constexpr (P == RowPath::Vec) {
+                constexpr int kPer = DT == DType::F32 ? 4 : 8;
+                if (plain_block_rows(K / kPer))
+                    launch_plain<DT, MR>(b, x, M, K, row_bytes, b.first_row[n_jobs], stream);
+                else
+                    launch_kernel(gemv_kernel<DT, MR, P>, dim3(gx, row_groups(M)), kWarpsPerBlock * 32, 0, stream,
+                                  pdl_enabled(PdlKind::Gemv), b, x, M, K, row_bytes);
+            } else
                 launch_kernel(gemv_kernel<DT, MR, P>, dim3(gx, row_groups(M)), kWarpsPerBlock * 32, 0, stream,
-                              use_pdl(), b, x, M, K, row_bytes);
+                              pdl_enabled(PdlKind::Gemv), b, x, M, K, row_bytes);
         });
     });
 }
@@ -486,10 +471,10 @@ void launch_gemv_gated(float* out, const float* x, DType w_dtype, const void* w_
             else if constexpr (P == RowPath::Tiled)
                 launch_gated_tiled<DT, MR>(out, b.w[0], b.w[1], x, M, N, K, row_bytes, silu, stream);
             else if (silu)
-                launch_kernel(gemv_gated_kernel<DT, MR, P, true>, grid, kWarpsPerBlock * 32, 0, stream, use_pdl(),
+                launch_kernel(gemv_gated_kernel<DT, MR, P, true>, grid, kWarpsPerBlock * 32, 0, stream, pdl_enabled(PdlKind::Gemv),
                               out, b.w[0], b.w[1], x, M, N, K, row_bytes);
             else
-                launch_kernel(gemv_gated_kernel<DT, MR, P, false>, grid, kWarpsPerBlock * 32, 0, stream, use_pdl(),
+                launch_kernel(gemv_gated_kernel<DT, MR, P, false>, grid, kWarpsPerBlock * 32, 0, stream, pdl_enabled(PdlKind::Gemv),
                               out, b.w[0], b.w[1], x, M, N, K, row_bytes);
         });
     });

@@ -1,7 +1,8 @@
 // Matrix-vector products for small batches: out [M, N] f32 = x [M, K] f32 . w [N, K]^T for M <= kGemvMaxRows,
 // with w of any supported weight dtype (F32, F16, BF16 and the GGUF block types) dequantized in the kernel and
-// multiplied with f32 activations in f32. Batch-invariant: out[m, n] is one warp's fixed-order reduction over K
-// whatever M is, whichever row group m falls in and whichever other weights share the launch.
+// multiplied with f32 activations in f32. Batch-invariant: out[m, n] is one warp's (long plain rows: one block's)
+// fixed-order reduction over K whatever M is, whichever row group m falls in and whichever other weights share the
+// launch.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -20,8 +20,10 @@ __device__ __forceinline__ float block_sum(float v, float* partial) {
 }
 
 // Rows whose length is a multiple of 4 and at most 4 * kThreads * kMaxVecPerThread: the row (after the optional
-// residual add, which is written back to x) is held in registers as float4, so x is read once.
-// out may alias x (every element is read before any is written).
+// residual add, which is written back to x) is held in registers as float4, so x is read once. Every load is issued
+// before any is used: w first, before waiting for the kernel before (a programmatic dependent launch), then x and
+// delta (all in flight at once; nothing is stored until they are in). out may alias x (every element is read
+// before any is written); delta does not.
 template <bool kAdd>
 __global__ void __launch_bounds__(kThreads) rms_norm_vec_kernel(float* out, float* x, const float* delta,
                                                                 const float* w, int64_t d, float eps) {
@@ -31,16 +33,29 @@ __global__ void __launch_bounds__(kThreads) rms_norm_vec_kernel(float* out, floa
     const int64_t n_vec = d / 4;
     float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * d);
     const float4* dr = reinterpret_cast<const float4*>(delta + (kAdd ? int64_t(blockIdx.x) * d : 0));
-    float4 v[kMaxVecPerThread];
-    float ss = 0.0f;
+    const float4* wr = reinterpret_cast<const float4*>(w);
+    float4 v[kMaxVecPerThread], a[kMaxVecPerThread], g[kMaxVecPerThread];
+#pragma unroll
+    for (int k = 0; k < kMaxVecPerThread; k++) {
+        const int64_t i = threadIdx.x + int64_t(k) * kThreads;
+        if (i < n_vec) g[k] = __ldg(wr + i);
+    }
+    pdl_wait();
 #pragma unroll
     for (int k = 0; k < kMaxVecPerThread; k++) {
         const int64_t i = threadIdx.x + int64_t(k) * kThreads;
         if (i < n_vec) {
             v[k] = xr[i];
+            if constexpr (kAdd) a[k] = dr[i];
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMaxVecPerThread; k++) {
+        const int64_t i = threadIdx.x + int64_t(k) * kThreads;
+        if (i < n_vec) {
             if constexpr (kAdd) {
-                const float4 a = dr[i];
-                v[k].x += a.x, v[k].y += a.y, v[k].z += a.z, v[k].w += a.w;
+                v[k].x += a[k].x, v[k].y += a[k].y, v[k].z += a[k].z, v[k].w += a[k].w;
                 xr[i] = v[k];
             }
             ss = fmaf(v[k].x, v[k].x, ss);
@@ -51,14 +66,12 @@ __global__ void __launch_bounds__(kThreads) rms_norm_vec_kernel(float* out, floa
     }
     const float inv = 1.0f / sqrtf(block_sum(ss, partial) / float(d) + eps);
     float4* orow = reinterpret_cast<float4*>(out + int64_t(blockIdx.x) * d);
-    const float4* wr = reinterpret_cast<const float4*>(w);
 #pragma unroll
     for (int k = 0; k < kMaxVecPerThread; k++) {
         const int64_t i = threadIdx.x + int64_t(k) * kThreads;
-        if (i < n_vec) {
-            const float4 g = wr[i];
-            orow[i] = make_float4(v[k].x * inv * g.x, v[k].y * inv * g.y, v[k].z * inv * g.z, v[k].w * inv * g.w);
-        }
+        if (i < n_vec)
+            orow[i] = make_float4(v[k].x * inv * g[k].x, v[k].y * inv * g[k].y, v[k].z * inv * g[k].z,
+                                  v[k].w * inv * g[k].w);
     }
 }
 
@@ -87,7 +100,8 @@ void launch(float* out, float* x, const float* delta, const float* w, int64_t ro
     const bool aligned = (reinterpret_cast<uintptr_t>(out) | reinterpret_cast<uintptr_t>(x) |
                           reinterpret_cast<uintptr_t>(delta) | reinterpret_cast<uintptr_t>(w)) % 16 == 0;
     if (d % 4 == 0 && d <= int64_t(4) * kThreads * kMaxVecPerThread && aligned)
-        rms_norm_vec_kernel<kAdd><<<unsigned(rows), kThreads, 0, stream>>>(out, x, delta, w, d, eps);
+        launch_kernel(rms_norm_vec_kernel<kAdd>, dim3(unsigned(rows)), kThreads, 0, stream, pdl_enabled(PdlKind::Norm), out, x,
+                      delta, w, d, eps);
     else
         rms_norm_kernel<kAdd><<<unsigned(rows), kThreads, 0, stream>>>(out, x, delta, w, d, eps);
 }

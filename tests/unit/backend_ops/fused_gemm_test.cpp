@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <functional>
 
 #include "backend_ops_util.h"
 
@@ -114,6 +115,93 @@ TEST_F(BackendOps, DISABLED_MatmulTiming) {
             std::printf("matmul bf16 %-22s M=%-4ld %9.1f us %7.2f TB/s\n", sh.name, long(M), us, bytes / us * 1e-6);
         }
     }
+}
+
+// The batch-1 decode products of all 32 layers of a Llama-3.1-8B (bf16, 14 GB of weights, so nothing stays in L2),
+// as the decode step issues them: each kind over all layers (eager launches), then the whole sequence q/k/v, o,
+// gate/up, down x 32 captured as one graph; against a device-to-device copy of the same bytes in the same run:
+// test_backend_ops --gtest_also_run_disabled_tests --gtest_filter='*DecodeGemvStreamTiming*'
+TEST_F(BackendOps, DISABLED_DecodeGemvStreamTiming) {
+    Backend& be = gpu();
+    constexpr int kLayers = 32;
+    constexpr int64_t D = 4096, F = 14336, QKV = 6144;
+    struct Layer {
+        Buffer qkv, o, gu, down;
+    };
+    std::vector<uint16_t> pattern(size_t(32) << 20);  // bf16 values in [-1, 1), any pattern will do
+    uint32_t state = 12345;
+    for (uint16_t& v : pattern) {
+        state = state * 1664525u + 1013904223u;
+        v = uint16_t(0x3c00u | ((state >> 16) & 0x7fu) | ((state >> 8) & 0x8000u));
+    }
+    auto filled = [&](int64_t rows, int64_t cols) {
+        const size_t bytes = size_t(rows * cols) * 2;
+        Buffer b = be.alloc(bytes);
+        for (size_t off = 0; off < bytes; off += pattern.size() * 2)
+            be.copy_from_host(static_cast<char*>(b.data()) + off, pattern.data(), std::min(pattern.size() * 2, bytes - off));
+        return b;
+    };
+    std::vector<Layer> layers;
+    for (int l = 0; l < kLayers; l++) layers.push_back({filled(QKV, D), filled(D, D), filled(2 * F, D), filled(D, F)});
+    const std::vector<float> xd = random_floats(size_t(F), 5);
+    DevTensor x(be, DType::F32, {1, D}, xd.data()), xf(be, DType::F32, {1, F}, xd.data());
+    DevTensor q(be, DType::F32, {1, D}), k(be, DType::F32, {1, 1024}), v(be, DType::F32, {1, 1024});
+    DevTensor o(be, DType::F32, {1, D}), gate(be, DType::F32, {1, F}), up(be, DType::F32, {1, F});
+    auto view = [&](const Buffer& b, int64_t row0, int64_t rows, int64_t cols) {
+        return Tensor(static_cast<char*>(b.data()) + size_t(row0 * cols) * 2, DType::BF16, {rows, cols}, be.device());
+    };
+    auto qkv = [&](const Layer& L) {
+        Tensor outs[3] = {q.t, k.t, v.t};
+        const Tensor ws[3] = {view(L.qkv, 0, D, D), view(L.qkv, D, 1024, D), view(L.qkv, D + 1024, 1024, D)};
+        be.matmul_multi(outs, x.t, ws);
+    };
+    auto proj_o = [&](const Layer& L) { be.matmul(o.t, x.t, view(L.o, 0, D, D)); };
+    auto gated = [&](const Layer& L) {
+        be.gated_matmul(gate.t, up.t, x.t, view(L.gu, 0, F, D), view(L.gu, F, F, D), Activation::Silu);
+    };
+    auto down = [&](const Layer& L) { be.matmul(o.t, xf.t, view(L.down, 0, D, F)); };
+    auto time_us = [&](auto&& op, int reps) {
+        op();
+        be.synchronize();
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < reps; i++) op();
+        be.synchronize();
+        return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
+    };
+    // The copy: the whole of layer 0..31's down matrices into the gate/up areas of the same size (bytes read).
+    const double down_bytes = double(D * F) * 2.0;
+    const double copy_us = time_us([&] {
+        for (int l = 0; l < kLayers; l++) be.copy(layers[size_t(l)].gu.data(), layers[size_t(l)].down.data(), size_t(down_bytes));
+    }, 5) / kLayers;
+    // The roofline's bandwidth: bytes read plus bytes written per second of the copy (about 4.3 TB/s on an H200).
+    const double copy_tbs = 2.0 * down_bytes / copy_us * 1e-6;
+    std::printf("device-to-device copy of %.0f MB: %.1f us, %.2f TB/s (read + write)\n", down_bytes * 1e-6, copy_us,
+                copy_tbs);
+    struct Kind {
+        const char* name;
+        std::function<void(const Layer&)> op;
+        double bytes;
+    };
+    const Kind kinds[] = {{"qkv 6144x4096", qkv, double(QKV * D) * 2}, {"o 4096x4096", proj_o, double(D * D) * 2},
+                          {"gate+up 2x14336x4096", gated, double(2 * F * D) * 2}, {"down 4096x14336", down, down_bytes}};
+    double layer_bytes = 0;
+    for (const Kind& kd : kinds) {
+        const double us = time_us([&] { for (const Layer& L : layers) kd.op(L); }, 10) / kLayers;
+        layer_bytes += kd.bytes;
+        std::printf("gemv bf16 %-22s %8.2f us %6.2f TB/s  %5.1f%% of the copy\n", kd.name, us, kd.bytes / us * 1e-6,
+                    100.0 * kd.bytes / us * 1e-6 / copy_tbs);
+    }
+    auto all = [&] {
+        for (const Layer& L : layers) qkv(L), proj_o(L), gated(L), down(L);
+    };
+    all();
+    be.synchronize();
+    be.begin_capture();
+    all();
+    std::unique_ptr<OpGraph> graph = be.end_capture();
+    const double us = time_us([&] { graph->launch(); }, 10);
+    std::printf("graph of 32 layers' products: %.1f us (%.2f us per layer), %.2f TB/s  %5.1f%% of the copy\n", us,
+                us / kLayers, layer_bytes * kLayers / us * 1e-6, 100.0 * layer_bytes * kLayers / us * 1e-6 / copy_tbs);
 }
 
 }  // namespace osprey::backend::testing
