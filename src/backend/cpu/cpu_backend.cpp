@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <unordered_map>
 #include <vector>
@@ -142,44 +143,36 @@ class CpuBackend final : public Backend {
     void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, const RopeParams& p) override {
         const int64_t T = positions.numel();
         const int half = p.rotary_dim / 2;
-        const int32_t* pos = positions.as<int32_t>();
-        const float* f = inv_freq.as<float>();
-        std::vector<float> cs(size_t(2 * half));
-        for (int64_t t = 0; t < T; t++) {
-            for (int i = 0; i < half; i++) {
-                const double angle = double(pos[t]) * double(f[i]);
-                cs[size_t(i)] = float(std::cos(angle));
-                cs[size_t(half + i)] = float(std::sin(angle));
-            }
-            for (int h = 0; h < p.n_heads; h++) {
-                float* v = x.as<float>() + (t * p.n_heads + h) * p.head_dim;
-                for (int i = 0; i < half; i++) {
-                    const int i0 = p.neox ? i : 2 * i, i1 = p.neox ? i + half : 2 * i + 1;
-                    const float a = v[i0], b = v[i1], c = cs[size_t(i)], s = cs[size_t(half + i)];
-                    v[i0] = a * c - b * s;
-                    v[i1] = b * c + a * s;
-                }
-            }
-        }
+        for_tokens(T, [&](int64_t t) {
+            float cs[2 * kMaxRotaryHalf];
+            rope_angles(positions.as<int32_t>()[t], inv_freq.as<float>(), half, cs);
+            rotate_heads(x.as<float>() + t * p.n_heads * p.head_dim, p, cs);
+        });
     }
 
     void kv_write(KvLayerView kv, const Tensor& k, const Tensor& v, const AttentionBatch& batch) override {
-        const int64_t T = k.rows(), row = k.cols();
         const int32_t* slots = batch.slot_mapping.as<int32_t>();
-        for (int64_t t = 0; t < T; t++) {
-            if (slots[t] < 0) continue;
-            const int64_t off = int64_t(slots[t]) * row;
-            const float* pk = k.as<float>() + t * row;
-            const float* pv = v.as<float>() + t * row;
-            if (kv.k.dtype == DType::F16) {
-                uint16_t* dk = kv.k.as<uint16_t>() + off;
-                uint16_t* dv = kv.v.as<uint16_t>() + off;
-                for (int64_t i = 0; i < row; i++) dk[i] = fp32_to_fp16(pk[i]), dv[i] = fp32_to_fp16(pv[i]);
-            } else {
-                std::memcpy(kv.k.as<float>() + off, pk, size_t(row) * 4);
-                std::memcpy(kv.v.as<float>() + off, pv, size_t(row) * 4);
-            }
+        for_tokens(k.rows(), [&](int64_t t) { write_kv_row(kv, k, v, t, slots[t]); });
+    }
+
+    // RoPE on q and k and the KV write of each token in one pass over the tokens (threads take tokens): the angles
+    // computed once for q and k, the same arithmetic as rope() and kv_write().
+    void rope_kv_write(Tensor q, Tensor k, const Tensor& v, const Tensor& inv_freq, const RopeParams& rope_q,
+                       const RopeParams& rope_k, KvLayerView kv, const AttentionBatch& batch) override {
+        if (rope_q.rotary_dim != rope_k.rotary_dim || rope_q.rotary_dim / 2 > kMaxRotaryHalf) {
+            Backend::rope_kv_write(q, k, v, inv_freq, rope_q, rope_k, kv, batch);
+            return;
         }
+        const int half = rope_q.rotary_dim / 2;
+        const int32_t* pos = batch.positions.as<int32_t>();
+        const int32_t* slots = batch.slot_mapping.as<int32_t>();
+        for_tokens(batch.positions.numel(), [&](int64_t t) {
+            float cs[2 * kMaxRotaryHalf];
+            rope_angles(pos[t], inv_freq.as<float>(), half, cs);
+            rotate_heads(q.as<float>() + t * rope_q.n_heads * rope_q.head_dim, rope_q, cs);
+            rotate_heads(k.as<float>() + t * rope_k.n_heads * rope_k.head_dim, rope_k, cs);
+            write_kv_row(kv, k, v, t, slots[t]);
+        });
     }
 
     void paged_attention(Tensor out, const Tensor& q, KvLayerView kv, const AttentionBatch& batch,
@@ -257,6 +250,59 @@ class CpuBackend final : public Backend {
         if (it != panels_.end() && int64_t(it->second.size()) == cpu::panel_bytes(w.dtype, w.rows(), w.cols()))
             job.panels = it->second.data();
         return job;
+    }
+
+    static constexpr int kMaxRotaryHalf = 256;
+
+    // fn(t) for t in [0, T): on the calling thread for a few tokens (decode), else the pool takes runs of tokens.
+    void for_tokens(int64_t T, const std::function<void(int64_t)>& fn) {
+        if (T < 8) {
+            for (int64_t t = 0; t < T; t++) fn(t);
+            return;
+        }
+        pool_.parallel_for(T, 4, [&](int64_t b, int64_t e) {
+            for (int64_t t = b; t < e; t++) fn(t);
+        });
+    }
+
+    // cs[i] = cos, cs[half + i] = sin of pos * inv_freq[i], from a double angle.
+    static void rope_angles(int32_t pos, const float* inv_freq, int half, float* cs) {
+        for (int i = 0; i < half; i++) {
+            const double angle = double(pos) * double(inv_freq[i]);
+            cs[i] = float(std::cos(angle));
+            cs[half + i] = float(std::sin(angle));
+        }
+    }
+
+    // One token's heads (x: its first head) rotated in place by the pairs of p (neox: (i, i + half), else
+    // (2i, 2i + 1)).
+    static void rotate_heads(float* x, const RopeParams& p, const float* cs) {
+        const int half = p.rotary_dim / 2;
+        for (int h = 0; h < p.n_heads; h++) {
+            float* v = x + int64_t(h) * p.head_dim;
+            for (int i = 0; i < half; i++) {
+                const int i0 = p.neox ? i : 2 * i, i1 = p.neox ? i + half : 2 * i + 1;
+                const float a = v[i0], b = v[i1], c = cs[i], s = cs[half + i];
+                v[i0] = a * c - b * s;
+                v[i1] = b * c + a * s;
+            }
+        }
+    }
+
+    // Token t's K and V rows into the pool at slot (skipped when slot < 0).
+    static void write_kv_row(KvLayerView& kv, const Tensor& k, const Tensor& v, int64_t t, int32_t slot) {
+        if (slot < 0) return;
+        const int64_t row = k.cols(), off = int64_t(slot) * row;
+        const float* pk = k.as<float>() + t * row;
+        const float* pv = v.as<float>() + t * row;
+        if (kv.k.dtype == DType::F16) {
+            uint16_t* dk = kv.k.as<uint16_t>() + off;
+            uint16_t* dv = kv.v.as<uint16_t>() + off;
+            for (int64_t i = 0; i < row; i++) dk[i] = fp32_to_fp16(pk[i]), dv[i] = fp32_to_fp16(pv[i]);
+        } else {
+            std::memcpy(kv.k.as<float>() + off, pk, size_t(row) * 4);
+            std::memcpy(kv.v.as<float>() + off, pv, size_t(row) * 4);
+        }
     }
 
     ThreadPool pool_;
