@@ -112,22 +112,21 @@ class CpuBackend final : public Backend {
     }
 
     void rms_norm(Tensor out, const Tensor& x, const Tensor& w, float eps) override {
-        const int64_t d = w.cols(), R = x.numel() / d;
-        const float* pw = w.as<float>();
-        for (int64_t r = 0; r < R; r++) {
-            const float* px = x.as<float>() + r * d;
-            float* po = out.as<float>() + r * d;
-            // Sum of squares in f32 with 8 interleaved partial sums (fixed order; vectorizable).
-            float part[8] = {};
-            int64_t i = 0;
-            for (; i + 8 <= d; i += 8)
-                for (int j = 0; j < 8; j++) part[j] += px[i + j] * px[i + j];
-            float ss = 0;
-            for (int j = 0; j < 8; j++) ss += part[j];
-            for (; i < d; i++) ss += px[i] * px[i];
-            const float inv = 1.0f / std::sqrt(ss / float(d) + eps);
-            for (int64_t k = 0; k < d; k++) po[k] = px[k] * inv * pw[k];
-        }
+        const int64_t d = w.cols();
+        for_rows(x.numel() / d, [&](int64_t r) {
+            rms_norm_row(out.as<float>() + r * d, x.as<float>() + r * d, w.as<float>(), d, eps);
+        });
+    }
+
+    // x += delta, then out = rms_norm(x) * w, row by row (threads take rows): add() and rms_norm()'s arithmetic.
+    void add_rms_norm(Tensor x, const Tensor& delta, Tensor out, const Tensor& w, float eps) override {
+        const int64_t d = w.cols();
+        for_rows(x.numel() / d, [&](int64_t r) {
+            float* px = x.as<float>() + r * d;
+            const float* pd = delta.as<float>() + r * d;
+            for (int64_t i = 0; i < d; i++) px[i] = px[i] + pd[i];
+            rms_norm_row(out.as<float>() + r * d, px, w.as<float>(), d, eps);
+        });
     }
 
     void gated_activation(Tensor out, const Tensor& gate, const Tensor& up, Activation act) override {
@@ -143,7 +142,7 @@ class CpuBackend final : public Backend {
     void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, const RopeParams& p) override {
         const int64_t T = positions.numel();
         const int half = p.rotary_dim / 2;
-        for_tokens(T, [&](int64_t t) {
+        for_rows(T, [&](int64_t t) {
             float cs[2 * kMaxRotaryHalf];
             rope_angles(positions.as<int32_t>()[t], inv_freq.as<float>(), half, cs);
             rotate_heads(x.as<float>() + t * p.n_heads * p.head_dim, p, cs);
@@ -152,7 +151,7 @@ class CpuBackend final : public Backend {
 
     void kv_write(KvLayerView kv, const Tensor& k, const Tensor& v, const AttentionBatch& batch) override {
         const int32_t* slots = batch.slot_mapping.as<int32_t>();
-        for_tokens(k.rows(), [&](int64_t t) { write_kv_row(kv, k, v, t, slots[t]); });
+        for_rows(k.rows(), [&](int64_t t) { write_kv_row(kv, k, v, t, slots[t]); });
     }
 
     // RoPE on q and k and the KV write of each token in one pass over the tokens (threads take tokens): the angles
@@ -166,7 +165,7 @@ class CpuBackend final : public Backend {
         const int half = rope_q.rotary_dim / 2;
         const int32_t* pos = batch.positions.as<int32_t>();
         const int32_t* slots = batch.slot_mapping.as<int32_t>();
-        for_tokens(batch.positions.numel(), [&](int64_t t) {
+        for_rows(batch.positions.numel(), [&](int64_t t) {
             float cs[2 * kMaxRotaryHalf];
             rope_angles(pos[t], inv_freq.as<float>(), half, cs);
             rotate_heads(q.as<float>() + t * rope_q.n_heads * rope_q.head_dim, rope_q, cs);
@@ -254,14 +253,28 @@ class CpuBackend final : public Backend {
 
     static constexpr int kMaxRotaryHalf = 256;
 
-    // fn(t) for t in [0, T): on the calling thread for a few tokens (decode), else the pool takes runs of tokens.
-    void for_tokens(int64_t T, const std::function<void(int64_t)>& fn) {
-        if (T < 8) {
-            for (int64_t t = 0; t < T; t++) fn(t);
+    // One row: the sum of squares in f32 with 8 interleaved partial sums (fixed order; vectorizable), then
+    // po = px * inv * pw (po may alias px).
+    static void rms_norm_row(float* po, const float* px, const float* pw, int64_t d, float eps) {
+        float part[8] = {};
+        int64_t i = 0;
+        for (; i + 8 <= d; i += 8)
+            for (int j = 0; j < 8; j++) part[j] += px[i + j] * px[i + j];
+        float ss = 0;
+        for (int j = 0; j < 8; j++) ss += part[j];
+        for (; i < d; i++) ss += px[i] * px[i];
+        const float inv = 1.0f / std::sqrt(ss / float(d) + eps);
+        for (int64_t k = 0; k < d; k++) po[k] = px[k] * inv * pw[k];
+    }
+
+    // fn(r) for r in [0, R): on the calling thread for a few rows, else the pool takes runs of rows.
+    void for_rows(int64_t R, const std::function<void(int64_t)>& fn) {
+        if (R < 8) {
+            for (int64_t r = 0; r < R; r++) fn(r);
             return;
         }
-        pool_.parallel_for(T, 4, [&](int64_t b, int64_t e) {
-            for (int64_t t = b; t < e; t++) fn(t);
+        pool_.parallel_for(R, 4, [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; r++) fn(r);
         });
     }
 
