@@ -140,12 +140,10 @@ class CpuBackend final : public Backend {
     }
 
     void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, const RopeParams& p) override {
-        const int64_t T = positions.numel();
         const int half = p.rotary_dim / 2;
-        for_rows(T, [&](int64_t t) {
-            float cs[2 * kMaxRotaryHalf];
-            rope_angles(positions.as<int32_t>()[t], inv_freq.as<float>(), half, cs);
-            rotate_heads(x.as<float>() + t * p.n_heads * p.head_dim, p, cs);
+        const float* cs = angle_table(positions.as<int32_t>(), positions.numel(), inv_freq.as<float>(), half);
+        for_rows(positions.numel(), [&](int64_t t) {
+            rotate_heads(x.as<float>() + t * p.n_heads * p.head_dim, p, cs + t * 2 * half);
         });
     }
 
@@ -154,22 +152,21 @@ class CpuBackend final : public Backend {
         for_rows(k.rows(), [&](int64_t t) { write_kv_row(kv, k, v, t, slots[t]); });
     }
 
-    // RoPE on q and k and the KV write of each token in one pass over the tokens (threads take tokens): the angles
-    // computed once for q and k, the same arithmetic as rope() and kv_write().
+    // RoPE on q and k and the KV write of each token in one pass over the tokens (threads take tokens), the same
+    // arithmetic as rope() and kv_write().
     void rope_kv_write(Tensor q, Tensor k, const Tensor& v, const Tensor& inv_freq, const RopeParams& rope_q,
                        const RopeParams& rope_k, KvLayerView kv, const AttentionBatch& batch) override {
-        if (rope_q.rotary_dim != rope_k.rotary_dim || rope_q.rotary_dim / 2 > kMaxRotaryHalf) {
+        if (rope_q.rotary_dim != rope_k.rotary_dim) {
             Backend::rope_kv_write(q, k, v, inv_freq, rope_q, rope_k, kv, batch);
             return;
         }
         const int half = rope_q.rotary_dim / 2;
-        const int32_t* pos = batch.positions.as<int32_t>();
+        const int64_t T = batch.positions.numel();
+        const float* cs = angle_table(batch.positions.as<int32_t>(), T, inv_freq.as<float>(), half);
         const int32_t* slots = batch.slot_mapping.as<int32_t>();
-        for_rows(batch.positions.numel(), [&](int64_t t) {
-            float cs[2 * kMaxRotaryHalf];
-            rope_angles(pos[t], inv_freq.as<float>(), half, cs);
-            rotate_heads(q.as<float>() + t * rope_q.n_heads * rope_q.head_dim, rope_q, cs);
-            rotate_heads(k.as<float>() + t * rope_k.n_heads * rope_k.head_dim, rope_k, cs);
+        for_rows(T, [&](int64_t t) {
+            rotate_heads(q.as<float>() + t * rope_q.n_heads * rope_q.head_dim, rope_q, cs + t * 2 * half);
+            rotate_heads(k.as<float>() + t * rope_k.n_heads * rope_k.head_dim, rope_k, cs + t * 2 * half);
             write_kv_row(kv, k, v, t, slots[t]);
         });
     }
@@ -251,7 +248,36 @@ class CpuBackend final : public Backend {
         return job;
     }
 
-    static constexpr int kMaxRotaryHalf = 256;
+    // The cos / sin rows of a step's positions for one frequency table, [T][2 * half] (cs[i] = cos, cs[half + i] =
+    // sin of pos * inv_freq[i], from a double angle). Every layer of a step asks for the same ones, so the last two
+    // (a model's global and sliding-window tables) are kept and reused when positions and frequencies are equal
+    // (compared by content).
+    struct AngleTable {
+        std::vector<int32_t> positions;
+        std::vector<float> inv_freq, cs;
+    };
+    const float* angle_table(const int32_t* pos, int64_t T, const float* inv_freq, int half) {
+        for (AngleTable& a : angle_tables_) {
+            if (a.positions.size() == size_t(T) && a.inv_freq.size() == size_t(half) &&
+                std::equal(pos, pos + T, a.positions.begin()) &&
+                std::equal(inv_freq, inv_freq + half, a.inv_freq.begin()))
+                return a.cs.data();
+        }
+        AngleTable& a = angle_tables_[next_angle_table_];
+        next_angle_table_ = (next_angle_table_ + 1) % 2;
+        a.positions.assign(pos, pos + T);
+        a.inv_freq.assign(inv_freq, inv_freq + half);
+        a.cs.resize(size_t(T) * 2 * size_t(half));
+        for_rows(T, [&](int64_t t) {
+            float* cs = a.cs.data() + t * 2 * half;
+            for (int i = 0; i < half; i++) {
+                const double angle = double(pos[t]) * double(inv_freq[i]);
+                cs[i] = float(std::cos(angle));
+                cs[half + i] = float(std::sin(angle));
+            }
+        });
+        return a.cs.data();
+    }
 
     // One row: the sum of squares in f32 with 8 interleaved partial sums (fixed order; vectorizable), then
     // po = px * inv * pw (po may alias px).
@@ -276,15 +302,6 @@ class CpuBackend final : public Backend {
         pool_.parallel_for(R, 4, [&](int64_t b, int64_t e) {
             for (int64_t r = b; r < e; r++) fn(r);
         });
-    }
-
-    // cs[i] = cos, cs[half + i] = sin of pos * inv_freq[i], from a double angle.
-    static void rope_angles(int32_t pos, const float* inv_freq, int half, float* cs) {
-        for (int i = 0; i < half; i++) {
-            const double angle = double(pos) * double(inv_freq[i]);
-            cs[i] = float(std::cos(angle));
-            cs[half + i] = float(std::sin(angle));
-        }
     }
 
     // One token's heads (x: its first head) rotated in place by the pairs of p (neox: (i, i + half), else
@@ -319,6 +336,8 @@ class CpuBackend final : public Backend {
     }
 
     ThreadPool pool_;
+    AngleTable angle_tables_[2];
+    int next_angle_table_ = 0;
     CpuKernels kernels_;
     cpu::MatmulScratch scratch_[3];  // one per activation kind
     std::unordered_map<const void*, std::vector<uint8_t>> panels_;  // prepared matrices in panels, by their data
