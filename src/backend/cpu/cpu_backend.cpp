@@ -320,7 +320,7 @@ class CpuBackend final : public Backend {
     }
 
     // Token t's K and V rows into the pool at slot (skipped when slot < 0).
-    static void write_kv_row(KvLayerView& kv, const Tensor& k, const Tensor& v, int64_t t, int32_t slot) {
+    void write_kv_row(KvLayerView& kv, const Tensor& k, const Tensor& v, int64_t t, int32_t slot) const {
         if (slot < 0) return;
         const int64_t row = k.cols(), off = int64_t(slot) * row;
         const float* pk = k.as<float>() + t * row;
@@ -328,7 +328,8 @@ class CpuBackend final : public Backend {
         if (kv.k.dtype == DType::F16) {
             uint16_t* dk = kv.k.as<uint16_t>() + off;
             uint16_t* dv = kv.v.as<uint16_t>() + off;
-            for (int64_t i = 0; i < row; i++) dk[i] = fp32_to_fp16(pk[i]), dv[i] = fp32_to_fp16(pv[i]);
+            kernels_.f32_to_f16(dk, pk, row);
+            kernels_.f32_to_f16(dv, pv, row);
         } else {
             std::memcpy(kv.k.as<float>() + off, pk, size_t(row) * 4);
             std::memcpy(kv.v.as<float>() + off, pv, size_t(row) * 4);

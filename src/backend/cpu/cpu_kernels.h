@@ -131,6 +131,8 @@ struct CpuKernels {
                               float scale, float* scores, int64_t stride) = nullptr;
     void (*attn_values_group)(float* out, int g, const float* p, int64_t stride, const void* base, bool f16,
                               const int64_t* offs, int n, int hd) = nullptr;
+    // dst[i] = x[i] rounded to f16 (nearest even, as fp32_to_fp16) for i < n: the KV cache write.
+    void (*f32_to_f16)(uint16_t* dst, const float* x, int64_t n) = nullptr;
     // x[i] = exp(x[i] - mx) for i < n; returns their sum (fixed order for a given n).
     float (*exp_sub_sum)(float* x, int64_t n, float mx) = nullptr;
     // out[i] = act(g[i]) * u[i]; out may alias g.

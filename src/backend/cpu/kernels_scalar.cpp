@@ -302,6 +302,10 @@ void attn_values_scalar(float* out, const float* p, const void* base, bool f16, 
     }
 }
 
+void f32_to_f16_scalar(uint16_t* dst, const float* x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = fp32_to_fp16(x[i]);
+}
+
 float exp_sub_sum_scalar(float* x, int64_t n, float mx) {
     float sum = 0;
     for (int64_t i = 0; i < n; i++) sum += (x[i] = std::exp(x[i] - mx));
@@ -341,6 +345,7 @@ void fill_scalar_kernels(CpuKernels& k) {
     k.axpy_f16 = axpy_f16_scalar;
     k.attn_scores = attn_scores_scalar;
     k.attn_values = attn_values_scalar;
+    k.f32_to_f16 = f32_to_f16_scalar;
     k.exp_sub_sum = exp_sub_sum_scalar;
     k.silu_mul = silu_mul_scalar;
     k.gelu_tanh_mul = gelu_tanh_mul_scalar;

@@ -547,6 +547,14 @@ inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+inline void f32_to_f16(uint16_t* dst, const float* x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) dst[i] = osprey::fp32_to_fp16(x[i]);
+}
+
 inline float exp_sub_sum(float* x, int64_t n, float mx) {
     const __m256 vm = _mm256_set1_ps(mx);
     __m256 acc = _mm256_setzero_ps();
@@ -617,6 +625,7 @@ inline void fill(osprey::backend::cpu::CpuKernels& k) {
     k.axpy_f16 = axpy_f16;
     k.attn_scores = attn_scores;
     k.attn_values = attn_values;
+    k.f32_to_f16 = f32_to_f16;
     k.exp_sub_sum = exp_sub_sum;
     k.silu_mul = gated_mul<silu_mul8>;
     k.gelu_tanh_mul = gated_mul<gelu_tanh_mul8>;

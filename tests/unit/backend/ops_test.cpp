@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -276,6 +277,24 @@ TEST(CpuAttention, KvWriteF16AndSkipsNegativeSlots) {
         EXPECT_EQ(vp[size_t(36 + i)], fp32_to_fp16(v[size_t(i)]));
     }
     EXPECT_EQ(std::count(kp.begin(), kp.end(), 0), 42);
+}
+
+// The KV cache's f32 -> f16 rounding: every ISA bit-identical to fp32_to_fp16 (nearest even) on normal, subnormal,
+// halfway, overflowing and infinite values.
+TEST(CpuOps, F32ToF16MatchesScalarRounding) {
+    std::vector<float> x = random_floats(1000, 21, -70000.0f, 70000.0f);
+    for (float v : random_floats(500, 22, -1e-4f, 1e-4f)) x.push_back(v);  // f16 subnormals
+    for (float v : random_floats(300, 23, -2.0f, 2.0f)) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, 1e9f, 5.96e-8f, 2.98e-8f, 2.99e-8f,
+                    1.0f + 1.0f / 2048.0f, 1.0f + 3.0f / 2048.0f, std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()})
+        x.push_back(v);
+    for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        const cpu::CpuKernels k = cpu::select_kernels(isa);
+        std::vector<uint16_t> h(x.size());
+        k.f32_to_f16(h.data(), x.data(), int64_t(x.size()));
+        for (size_t i = 0; i < x.size(); i++) ASSERT_EQ(h[i], fp32_to_fp16(x[i])) << isa << " x=" << x[i];
+    }
 }
 
 // The vectorised exponential used by softmax: every ISA within 2 ulp-ish of std::exp, sums in a fixed order.
