@@ -350,11 +350,14 @@ def test_async_scheduling_matches_and_frees_blocks(server, start_server):
     prompts = [f"List {k} animals:" for k in range(4)] + ["1, 2, 3, 4,"]
     ref = server.client()
 
-    def ask(client, p, **kw):
-        r = client.completions.create(model=MODEL_NAME, prompt=p, max_tokens=60, temperature=0, **kw)
+    def ask(client, p, max_tokens=60, **kw):
+        r = client.completions.create(model=MODEL_NAME, prompt=p, max_tokens=max_tokens, temperature=0, **kw)
         return r.choices[0].text, r.choices[0].finish_reason
 
-    variants = [dict(extra_body={"ignore_eos": True}), dict(stop=["8", " cat"]), dict(logprobs=2)]
+    # The ignore_eos requests run 200 tokens (13 of the pool's 40 blocks each), so any three of the ten that overlap
+    # exhaust the pool however fast the device is (on a GPU, 60-token requests finished before enough of them
+    # overlapped, and nothing was preempted).
+    variants = [dict(max_tokens=200, extra_body={"ignore_eos": True}), dict(stop=["8", " cat"]), dict(logprobs=2)]
     expect = {(p, i): ask(ref, p, **v) for p in prompts for i, v in enumerate(variants)}
     jobs = [(p, i) for p in prompts for i in range(len(variants))] * 2
     with cf.ThreadPoolExecutor(len(jobs)) as ex:
