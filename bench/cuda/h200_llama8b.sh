@@ -62,13 +62,17 @@ if step profile; then  # per-op GPU time of a decode run and a long prefill (OSP
   OSPREY_CUDA_PROFILE=1 $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 4096 -n 1 --ignore-eos --no-bos \
     > /dev/null 2> "$OUT/profile_prefill.txt"; tail -25 "$OUT/profile_prefill.txt"
 fi
-if step variants; then  # GEMV kernel variants (OSPREY_GEMV_VARIANT, tuning only)
+if step variants; then  # batch-1 decode under kernel-choice switches (comparisons only), then the layer-stream GEMV timing
+  # VARIANTS: space-separated env settings, e.g. OSPREY_CUDA_PDL=0 (no programmatic launches), OSPREY_CUDA_PDL=gemv,
+  # OSPREY_GEMV_PLAIN=warp (one warp per row for every plain product); X=1 is the default build.
   T=$C/wikitext-2-raw-test.txt
-  for v in ${VARIANTS:-0 1 2 3 4}; do
-    OSPREY_GEMV_VARIANT=$v $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 512 -n 128 --ignore-eos --no-bos \
-      > /dev/null 2> "$OUT/variant_$v.log"
-    echo "variant $v: $(grep -E 'tokens/s' "$OUT/variant_$v.log" | tail -1 | sed 's/.*decode/decode/')"
+  for v in ${VARIANTS:-X=1 OSPREY_CUDA_PDL=0 OSPREY_CUDA_PDL=gemv OSPREY_GEMV_PLAIN=warp X=2}; do
+    env $v $C/osprey run -m "$M" --device cuda -f $T --prompt-tokens 512 -n 128 --ignore-eos --no-bos \
+      > "$OUT/variant_$v.txt" 2> "$OUT/variant_$v.log"
+    echo "[$v] $(grep -E 'tokens/s' "$OUT/variant_$v.log" | tail -1 | sed 's/.*decode/decode/') $(md5sum < "$OUT/variant_$v.txt" | cut -c1-8)"
   done
+  timeout 120 $C/test_backend_ops --gtest_also_run_disabled_tests --gtest_filter='*DecodeGemvStreamTiming*' 2>&1 \
+    | grep -E "copy|gemv|graph" | tee "$OUT/gemv_stream_timing.txt"
 fi
 if step offline; then  # continuous vs static batching and KV waste: ShareGPT prompts (the file has no replies), output
   # lengths of mean 256 drawn uniform in [26, 486] or exponential (256 * Exp(1), clamped to 2,048 - prompt)
