@@ -1,15 +1,15 @@
 // Matrix-vector kernel for plain F32 / F16 / BF16 weights with rows of whole, aligned 16-byte vectors, used where
 // rows are long (gemv_quant.cu: plain_block_rows; the down product of a Llama-3.1-8B, K = 14336).
 //
-// One block per group of G weight rows: each of its kPlainThreads threads reads the vectors t, t + T, ... of every
-// row of the group (T = kPlainThreads) with up to kPlainLoads 16-byte loads in flight (all of them issued before any
-// is used; evict-first: the weights are read once per step), multiplies them with the matching f32 x elements (read
-// once per vector for all G rows) and keeps one sum per (row, x row); the sums are reduced over each warp
-// (butterfly) and then over the block's warps in warp order. A 4096-row down product thus has 8 warps per row
-// instead of one, and the SM about four times the bytes in flight of the one-warp-per-row kernel.
+// One block per weight row: each of its kPlainThreads threads reads the vectors t, t + T, ... of the row
+// (T = kPlainThreads) with up to kPlainLoads 16-byte loads in flight (all of them issued before any is used;
+// evict-first: the weights are read once per step), multiplies them with the matching f32 x elements and keeps one
+// sum per x row; the sums are reduced over each warp (butterfly) and then over the block's warps in warp order. A
+// 4096-row down product thus has 8 warps per row instead of one, and the SM about four times the bytes in flight of
+// the one-warp-per-row kernel.
 //
 // Batch invariance: out[m, n] is the same fixed-order reduction over K (thread partials over v = t, t + T, ...,
-// the butterfly, then warps 0..7) whatever M, G or the other rows of the launch are.
+// the butterfly, then warps 0..7) whatever M or the other rows of the launch are.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -36,7 +36,8 @@ struct GemvBatch {
 template <DType DT>
 __device__ __forceinline__ void unpack16(const uint4& v, float* f) {
     if constexpr (DT == DType::F32) {
-        f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y), f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
+        f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y);
+        f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
     } else {
         const uint32_t u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -54,105 +55,72 @@ __device__ __forceinline__ void unpack16(const uint4& v, float* f) {
 constexpr int kPlainThreads = 256, kPlainWarps = kPlainThreads / 32;
 constexpr int kPlainLoads = 8;  // 16-byte weight vectors in flight per thread
 
-// Grid (row groups, x row groups): out_j[m, n] = x[m] . w_j[n] for the G rows grp * G + i of the batch's index
-// space (GemvBatch), x rows m0 .. m0 + MR - 1.
-template <DType DT, int MR, int G>
+// Grid (weight rows, x row groups): out_j[m, n] = x[m] . w_j[n] for global row blockIdx.x of the batch's index space
+// (GemvBatch), x rows m0 .. m0 + MR - 1.
+template <DType DT, int MR>
 __global__ void __launch_bounds__(kPlainThreads)
-gemv_plain_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K, size_t row_bytes, int64_t n_groups) {
+gemv_plain_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K, size_t row_bytes) {
     constexpr int kPer = DT == DType::F32 ? 4 : 8;  // elements per 16-byte vector
-    constexpr int U = kPlainLoads / G;               // vectors per row in flight
-    __shared__ float part[kPlainWarps][G][MR];
+    __shared__ float part[kPlainWarps][MR];
     pdl_release();  // the next kernel may start its weight loads
-    const int64_t grp = blockIdx.x;
-    if (grp >= n_groups) return;
+    const int64_t g = blockIdx.x;
+    if (g >= b.first_row[b.n_jobs]) return;
+    int j = 0;
+    while (g >= b.first_row[j + 1]) j++;
+    const int64_t n = g - b.first_row[j];
+    const uint4* row = reinterpret_cast<const uint4*>(b.w[j] + size_t(n) * row_bytes);
     const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
     const int64_t n_vec = K / kPer;
     const int64_t m0 = int64_t(blockIdx.y) * MR;
     const int n_rows = int(M - m0 < MR ? M - m0 : MR);
     const float* xm = x + m0 * K;
-    const uint4* rows[G];
-    int job[G];
-    int64_t nn[G];
+    float acc[MR];
 #pragma unroll
-    for (int i = 0; i < G; i++) {  // rows past the end: null, not read or written
-        const int64_t g = grp * G + i;
-        rows[i] = nullptr, job[i] = -1, nn[i] = 0;
-        if (g < b.first_row[b.n_jobs]) {
-            int j = 0;
-            while (g >= b.first_row[j + 1]) j++;
-            job[i] = j, nn[i] = g - b.first_row[j];
-            rows[i] = reinterpret_cast<const uint4*>(b.w[j] + size_t(nn[i]) * row_bytes);
-        }
-    }
-    float acc[G][MR];
-#pragma unroll
-    for (int i = 0; i < G; i++)
-#pragma unroll
-        for (int r = 0; r < MR; r++) acc[i][r] = 0.0f;
+    for (int r = 0; r < MR; r++) acc[r] = 0.0f;
     bool waited = false;
-    for (int64_t v0 = tid; v0 < n_vec; v0 += int64_t(kPlainThreads) * U) {
-        uint4 wv[U][G];
+    for (int64_t v0 = tid; v0 < n_vec; v0 += int64_t(kPlainThreads) * kPlainLoads) {
+        uint4 wv[kPlainLoads];
 #pragma unroll
-        for (int u = 0; u < U; u++)
-#pragma unroll
-            for (int i = 0; i < G; i++)
-                if (rows[i] != nullptr && v0 + kPlainThreads * u < n_vec) wv[u][i] = __ldcs(rows[i] + v0 + kPlainThreads * u);
+        for (int u = 0; u < kPlainLoads; u++)
+            if (v0 + kPlainThreads * u < n_vec) wv[u] = __ldcs(row + v0 + kPlainThreads * u);
         if (!waited) {  // x is written by the kernel before: the first weight loads are already on their way
             pdl_wait();
             waited = true;
         }
 #pragma unroll
-        for (int u = 0; u < U; u++) {
+        for (int u = 0; u < kPlainLoads; u++) {
             const int64_t v = v0 + kPlainThreads * u;
             if (v >= n_vec) break;
+            float wf[kPer];
+            unpack16<DT>(wv[u], wf);
 #pragma unroll
             for (int r = 0; r < MR; r++) {
                 if (r >= n_rows) break;
                 const float4* xp = reinterpret_cast<const float4*>(xm + r * K + kPer * v);
-                float xf[kPer];
 #pragma unroll
                 for (int h = 0; h < kPer / 4; h++) {
                     const float4 a = __ldg(xp + h);
-                    xf[4 * h] = a.x, xf[4 * h + 1] = a.y, xf[4 * h + 2] = a.z, xf[4 * h + 3] = a.w;
-                }
-#pragma unroll
-                for (int i = 0; i < G; i++) {
-                    if (rows[i] == nullptr) continue;
-                    float wf[kPer];
-                    unpack16<DT>(wv[u][i], wf);
-#pragma unroll
-                    for (int e = 0; e < kPer; e++) acc[i][r] = fmaf(wf[e], xf[e], acc[i][r]);
+                    acc[r] = fmaf(wf[4 * h], a.x, acc[r]);
+                    acc[r] = fmaf(wf[4 * h + 1], a.y, acc[r]);
+                    acc[r] = fmaf(wf[4 * h + 2], a.z, acc[r]);
+                    acc[r] = fmaf(wf[4 * h + 3], a.w, acc[r]);
                 }
             }
         }
     }
     if (!waited) pdl_wait();
 #pragma unroll
-    for (int i = 0; i < G; i++)
-#pragma unroll
-        for (int r = 0; r < MR; r++) {
-            const float s = warp_sum(acc[i][r]);
-            if (lane == 0) part[warp][i][r] = s;
-        }
-    __syncthreads();
-    if (tid < G * MR) {
-        const int i = tid / MR, r = tid % MR;
-        if (job[i] >= 0 && r < n_rows) {
-            float s = 0.0f;
-#pragma unroll
-            for (int w = 0; w < kPlainWarps; w++) s += part[w][i][r];
-            b.out[job[i]][(m0 + r) * b.n[job[i]] + nn[i]] = s;
-        }
+    for (int r = 0; r < MR; r++) {
+        const float s = warp_sum(acc[r]);
+        if (lane == 0) part[warp][r] = s;
     }
-}
-
-// Rows per group: about kPlainLoads vectors in flight per thread, a row giving each thread ceil(n_vec /
-// kPlainThreads) of them (1, 2 or 4 rows; K = 14336 bf16: 1), at most 8 / MR x rows' worth of sums.
-inline int plain_group_rows(int64_t n_vec, int MR) {
-    const int64_t per_row = (n_vec + kPlainThreads - 1) / kPlainThreads;
-    int g = per_row * 4 <= kPlainLoads ? 4 : (per_row * 2 <= kPlainLoads ? 2 : 1);
-    while (g > 1 && g * MR > 8) g /= 2;
-    return g;
+    __syncthreads();
+    if (tid < n_rows) {
+        float s = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kPlainWarps; w++) s += part[w][tid];
+        b.out[j][(m0 + tid) * b.n[j] + n] = s;
+    }
 }
 
 }  // namespace osprey::backend::cuda

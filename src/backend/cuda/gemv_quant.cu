@@ -289,40 +289,17 @@ gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg,
 // on H200 8B decode (Q4_K_M 268 against 264, 246, 228, 234, 206 tok/s; Q8_0 and Q4_0 alike).
 constexpr int kTiledRows = 4;
 
-// Which plain (F32 / F16 / BF16, aligned) products take the block kernel of gemv_plain.cuh rather than one warp per
-// row: rows of more than kPlainLoads / 2 vectors per thread (K > 8192 at bf16; the 8B's down product: 29 vs 36 us,
-// 4.0 vs 3.2 TB/s), never the gated pair (one warp per gate/up pair reads 4.1 TB/s, the block kernel 3.4-3.7). At
-// K = 4096 the block kernel is faster in isolation (q/k/v 16.4 vs 18.8 us) but the decode step was slower with it
-// (docs/performance.md). OSPREY_GEMV_PLAIN=warp: one warp per row throughout; =rows: the block kernel for every
-// product that is not gated (comparisons only).
-const std::string& plain_variant() {
-    static const std::string v = [] {
-        const char* e = std::getenv("OSPREY_GEMV_PLAIN");
-        return std::string(e != nullptr ? e : "");
-    }();
-    return v;
-}
+// Whether plain (F32 / F16 / BF16, aligned) rows of n_vec 16-byte vectors take the block kernel of gemv_plain.cuh
+// rather than one warp per row: rows of more than kPlainLoads / 2 vectors per thread (K > 8192 at bf16; the 8B's
+// down product: 29 vs 36 us, 4.0 vs 3.2 TB/s); never the gated pair (one warp per gate/up pair reads 4.1 TB/s, the
+// block kernel 3.4-3.7). At K = 4096 the block kernel is faster in isolation (q/k/v 16.4 vs 18.8 us) but the decode
+// step was slower with it (docs/performance.md). OSPREY_GEMV_PLAIN=warp: one warp per row throughout (comparisons).
 bool plain_block_rows(int64_t n_vec) {
-    if (plain_variant() == "warp") return false;
-    return plain_variant() == "rows" || (n_vec + kPlainThreads - 1) / kPlainThreads * 2 > kPlainLoads;
-}
-
-// gemv_plain_kernel over n_rows rows, one block per group of rows (the group size for K).
-template <DType DT, int MR>
-void launch_plain(const GemvBatch& b, const float* x, int64_t M, int64_t K, size_t row_bytes, int64_t n_rows,
-                  cudaStream_t stream) {
-    constexpr int kPer = DT == DType::F32 ? 4 : 8;
-    const int g = plain_group_rows(K / kPer, MR);
-    auto go = [&]<int G>() {
-        if constexpr (G * MR <= 8) {
-            const int64_t n_groups = (n_rows + G - 1) / G;
-            launch_kernel(gemv_plain_kernel<DT, MR, G>, dim3(unsigned(n_groups), row_groups(M)), kPlainThreads, 0,
-                          stream, pdl_enabled(PdlKind::Gemv), b, x, M, K, row_bytes, n_groups);
-        }
-    };
-    if (g == 1) go.template operator()<1>();
-    else if (g == 2) go.template operator()<2>();
-    else go.template operator()<4>();
+    static const bool warp_only = [] {
+        const char* e = std::getenv("OSPREY_GEMV_PLAIN");
+        return e != nullptr && std::string(e) == "warp";
+    }();
+    return !warp_only && (n_vec + kPlainThreads - 1) / kPlainThreads * 2 > kPlainLoads;
 }
 
 // The quantized-x area of one (device, stream); never freed (a process-lifetime cache). It only grows (get()
@@ -437,7 +414,8 @@ void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_
             else if constexpr (P == RowPath::Vec) {
                 constexpr int kPer = DT == DType::F32 ? 4 : 8;
                 if (plain_block_rows(K / kPer))
-                    launch_plain<DT, MR>(b, x, M, K, row_bytes, b.first_row[n_jobs], stream);
+                    launch_kernel(gemv_plain_kernel<DT, MR>, dim3(unsigned(b.first_row[n_jobs]), row_groups(M)),
+                                  kPlainThreads, 0, stream, pdl_enabled(PdlKind::Gemv), b, x, M, K, row_bytes);
                 else
                     launch_kernel(gemv_kernel<DT, MR, P>, dim3(gx, row_groups(M)), kWarpsPerBlock * 32, 0, stream,
                                   pdl_enabled(PdlKind::Gemv), b, x, M, K, row_bytes);
@@ -471,11 +449,11 @@ void launch_gemv_gated(float* out, const float* x, DType w_dtype, const void* w_
             else if constexpr (P == RowPath::Tiled)
                 launch_gated_tiled<DT, MR>(out, b.w[0], b.w[1], x, M, N, K, row_bytes, silu, stream);
             else if (silu)
-                launch_kernel(gemv_gated_kernel<DT, MR, P, true>, grid, kWarpsPerBlock * 32, 0, stream, pdl_enabled(PdlKind::Gemv),
-                              out, b.w[0], b.w[1], x, M, N, K, row_bytes);
+                launch_kernel(gemv_gated_kernel<DT, MR, P, true>, grid, kWarpsPerBlock * 32, 0, stream,
+                              pdl_enabled(PdlKind::Gemv), out, b.w[0], b.w[1], x, M, N, K, row_bytes);
             else
-                launch_kernel(gemv_gated_kernel<DT, MR, P, false>, grid, kWarpsPerBlock * 32, 0, stream, pdl_enabled(PdlKind::Gemv),
-                              out, b.w[0], b.w[1], x, M, N, K, row_bytes);
+                launch_kernel(gemv_gated_kernel<DT, MR, P, false>, grid, kWarpsPerBlock * 32, 0, stream,
+                              pdl_enabled(PdlKind::Gemv), out, b.w[0], b.w[1], x, M, N, K, row_bytes);
         });
     });
 }

@@ -52,7 +52,7 @@ __global__ void rope_kv_write_kernel(float* q, float* k, const float* v, const i
         const float c = float(cn), s = float(sn);
         const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         pdl_wait();
-        float* r = (is_q ? q + (t * n_q_heads + h) * int64_t(head_dim) : k + (t * n_kv_heads + h) * int64_t(head_dim));
+        float* r = is_q ? q + (t * n_q_heads + h) * int64_t(head_dim) : k + (t * n_kv_heads + h) * int64_t(head_dim);
         const float a = r[i0], b = r[i1];
         const float ra = a * c - b * s, rb = b * c + a * s;
         r[i0] = ra;
@@ -86,13 +86,13 @@ void launch_rope_kv_write(float* q, float* k, const float* v, const int32_t* pos
     constexpr int kThreads = 256;
     const dim3 grid(unsigned(n_tokens), unsigned((items + kThreads - 1) / kThreads));
     if (f16)
-        launch_kernel(rope_kv_write_kernel<__half>, grid, kThreads, 0, stream, pdl_enabled(PdlKind::Rope), q, k, v, positions,
-                      inv_freq, slot_mapping, static_cast<__half*>(k_pool), static_cast<__half*>(v_pool), n_q_heads,
-                      n_kv_heads, head_dim, half, neox);
+        launch_kernel(rope_kv_write_kernel<__half>, grid, kThreads, 0, stream, pdl_enabled(PdlKind::Rope), q, k, v,
+                      positions, inv_freq, slot_mapping, static_cast<__half*>(k_pool), static_cast<__half*>(v_pool),
+                      n_q_heads, n_kv_heads, head_dim, half, neox);
     else
-        launch_kernel(rope_kv_write_kernel<float>, grid, kThreads, 0, stream, pdl_enabled(PdlKind::Rope), q, k, v, positions,
-                      inv_freq, slot_mapping, static_cast<float*>(k_pool), static_cast<float*>(v_pool), n_q_heads,
-                      n_kv_heads, head_dim, half, neox);
+        launch_kernel(rope_kv_write_kernel<float>, grid, kThreads, 0, stream, pdl_enabled(PdlKind::Rope), q, k, v,
+                      positions, inv_freq, slot_mapping, static_cast<float*>(k_pool), static_cast<float*>(v_pool),
+                      n_q_heads, n_kv_heads, head_dim, half, neox);
 }
 
 void launch_kv_write(void* k_pool, void* v_pool, bool f16, const float* k, const float* v,

@@ -100,8 +100,8 @@ void launch(float* out, float* x, const float* delta, const float* w, int64_t ro
     const bool aligned = (reinterpret_cast<uintptr_t>(out) | reinterpret_cast<uintptr_t>(x) |
                           reinterpret_cast<uintptr_t>(delta) | reinterpret_cast<uintptr_t>(w)) % 16 == 0;
     if (d % 4 == 0 && d <= int64_t(4) * kThreads * kMaxVecPerThread && aligned)
-        launch_kernel(rms_norm_vec_kernel<kAdd>, dim3(unsigned(rows)), kThreads, 0, stream, pdl_enabled(PdlKind::Norm), out, x,
-                      delta, w, d, eps);
+        launch_kernel(rms_norm_vec_kernel<kAdd>, dim3(unsigned(rows)), kThreads, 0, stream, pdl_enabled(PdlKind::Norm),
+                      out, x, delta, w, d, eps);
     else
         rms_norm_kernel<kAdd><<<unsigned(rows), kThreads, 0, stream>>>(out, x, delta, w, d, eps);
 }
