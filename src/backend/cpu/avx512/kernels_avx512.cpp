@@ -347,27 +347,18 @@ void unpack_q8_0_panels(const uint8_t* panels, int n_panels, int64_t K, float* d
         }
 }
 
-// ---- exponential and gated activations, 16 lanes: exp8's reduction, polynomial and scaling op for op (so every
-// element equals the 8-lane kernels'), twice the lanes per instruction.
-inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i ni = _mm512_cvtps_epi32(n);
-    const __m512i h = _mm512_srai_epi32(ni, 1);
-    const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h, _mm512_set1_epi32(127)), 23));
-    const __m512 s2 = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(ni, h), _mm512_set1_epi32(127)), 23));
-    return _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+// ---- exponential and gated activations, 16 lanes: the 8-lane kernels of simd_kernels_impl.h on each half, so
+// every element is exactly theirs; the loops below run masked 16-lane tails instead of scalar copies.
+template <__m256 (*F)(__m256)>
+inline __m512 halves(__m512 x) {
+    const __m256 lo = F(_mm512_castps512_ps256(x)), hi = F(_mm512_extractf32x8_ps(x, 1));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+template <__m256 (*F)(__m256, __m256)>
+inline __m512 halves(__m512 a, __m512 b) {
+    const __m256 lo = F(_mm512_castps512_ps256(a), _mm512_castps512_ps256(b));
+    const __m256 hi = F(_mm512_extractf32x8_ps(a, 1), _mm512_extractf32x8_ps(b, 1));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
 
 // exp_sub_sum on 16 lanes (the tail masked): each lane sums its elements in order, then the 16 lanes are reduced.
@@ -376,31 +367,18 @@ float exp_sub_sum512(float* x, int64_t n, float mx) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-        const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
+        const __m512 e = halves<exp8>(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
         _mm512_mask_storeu_ps(x + i, m, e);
         acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(m, e));
     }
     return _mm512_reduce_add_ps(acc);
 }
 
-inline __m512 silu_mul16(__m512 g, __m512 u) {
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
-    return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
-}
-
-inline __m512 gelu_tanh_mul16(__m512 g, __m512 u) {
-    const __m512 c = _mm512_set1_ps(0.7978845608028654f);
-    const __m512 g3 = _mm512_mul_ps(_mm512_mul_ps(g, g), g);
-    const __m512 y = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), g3, g));
-    const __m512 e = exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), y));
-    return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
-}
-
-template <__m512 (*F)(__m512, __m512)>
+template <__m256 (*F)(__m256, __m256)>
 void gated_mul512(float* out, const float* g, const float* u, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(out + i, m, F(_mm512_maskz_loadu_ps(m, g + i), _mm512_maskz_loadu_ps(m, u + i)));
+        _mm512_mask_storeu_ps(out + i, m, halves<F>(_mm512_maskz_loadu_ps(m, g + i), _mm512_maskz_loadu_ps(m, u + i)));
     }
 }
 
@@ -650,8 +628,8 @@ void fill_avx512_kernels(CpuKernels& k) {
     k.panel_f32 = s::panel_dispatch<s::PanelF32>;
     k.unpack_q8_0_panels = s::unpack_q8_0_panels;
     k.exp_sub_sum = s::exp_sub_sum512;
-    k.silu_mul = s::gated_mul512<s::silu_mul16>;
-    k.gelu_tanh_mul = s::gated_mul512<s::gelu_tanh_mul16>;
+    k.silu_mul = s::gated_mul512<s::silu_mul8>;
+    k.gelu_tanh_mul = s::gated_mul512<s::gelu_tanh_mul8>;
     k.attn_scores = s::attn_scores512;
     k.attn_values = s::attn_values512;
     k.attn_scores_group = s::attn_scores_group512;
