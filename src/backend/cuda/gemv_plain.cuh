@@ -52,6 +52,29 @@ __device__ __forceinline__ void unpack16(const uint4& v, float* f) {
     }
 }
 
+// acc[r] += the 16-byte vector v of a plain row (w) . x row r at the same elements, for r < n_rows: one fma per
+// element in order (both plain GEMV kernels).
+template <DType DT, int MR>
+__device__ __forceinline__ void vec_fma(const uint4& w, const float* xr, int64_t K, int64_t v, int n_rows,
+                                        float (&acc)[MR]) {
+    constexpr int kPer = DT == DType::F32 ? 4 : 8;  // elements per 16-byte vector
+    float wf[kPer];
+    unpack16<DT>(w, wf);
+#pragma unroll
+    for (int r = 0; r < MR; r++) {
+        if (r >= n_rows) break;
+        const float4* xp = reinterpret_cast<const float4*>(xr + r * K + kPer * v);
+#pragma unroll
+        for (int h = 0; h < kPer / 4; h++) {
+            const float4 a = __ldg(xp + h);
+            acc[r] = fmaf(wf[4 * h], a.x, acc[r]);
+            acc[r] = fmaf(wf[4 * h + 1], a.y, acc[r]);
+            acc[r] = fmaf(wf[4 * h + 2], a.z, acc[r]);
+            acc[r] = fmaf(wf[4 * h + 3], a.w, acc[r]);
+        }
+    }
+}
+
 constexpr int kPlainThreads = 256, kPlainWarps = kPlainThreads / 32;
 constexpr int kPlainLoads = 8;  // 16-byte weight vectors in flight per thread
 
@@ -91,21 +114,7 @@ gemv_plain_kernel(GemvBatch b, const float* __restrict__ x, int64_t M, int64_t K
         for (int u = 0; u < kPlainLoads; u++) {
             const int64_t v = v0 + kPlainThreads * u;
             if (v >= n_vec) break;
-            float wf[kPer];
-            unpack16<DT>(wv[u], wf);
-#pragma unroll
-            for (int r = 0; r < MR; r++) {
-                if (r >= n_rows) break;
-                const float4* xp = reinterpret_cast<const float4*>(xm + r * K + kPer * v);
-#pragma unroll
-                for (int h = 0; h < kPer / 4; h++) {
-                    const float4 a = __ldg(xp + h);
-                    acc[r] = fmaf(wf[4 * h], a.x, acc[r]);
-                    acc[r] = fmaf(wf[4 * h + 1], a.y, acc[r]);
-                    acc[r] = fmaf(wf[4 * h + 2], a.z, acc[r]);
-                    acc[r] = fmaf(wf[4 * h + 3], a.w, acc[r]);
-                }
-            }
+            vec_fma<DT, MR>(wv[u], xm, K, v, n_rows, acc);
         }
     }
     if (!waited) pdl_wait();

@@ -78,22 +78,7 @@ __device__ __forceinline__ void row_dot_vec(const uint8_t* row_bytes_ptr, const 
         for (int u = 0; u < kUnroll; u++) {
             const int64_t v = v0 + 32 * u;
             if (v >= n_vec) break;
-            float wf[kPer];
-            unpack16<DT>(wv[u], wf);
-#pragma unroll
-            for (int r = 0; r < MR; r++) {
-                if (r < n_rows) {
-                    const float4* xp = reinterpret_cast<const float4*>(xr + r * K + kPer * v);
-#pragma unroll
-                    for (int h = 0; h < kPer / 4; h++) {
-                        const float4 a = __ldg(xp + h);
-                        acc[r] = fmaf(wf[4 * h], a.x, acc[r]);
-                        acc[r] = fmaf(wf[4 * h + 1], a.y, acc[r]);
-                        acc[r] = fmaf(wf[4 * h + 2], a.z, acc[r]);
-                        acc[r] = fmaf(wf[4 * h + 3], a.w, acc[r]);
-                    }
-                }
-            }
+            vec_fma<DT, MR>(wv[u], xr, K, v, n_rows, acc);
         }
     }
 }
