@@ -87,6 +87,51 @@ TEST(CpuOps, RopeNeoxAndPairs) {
     EXPECT_NEAR(e[8], 1.0f, 1e-6);
 }
 
+// The backend keeps a step's RoPE angles for the next layers: new positions or frequencies in the same buffers
+// (as the engine's next step writes them) must not reuse them, and rope_kv_write rotates as rope() does.
+TEST(CpuOps, RopeAnglesFollowTheBuffersContents) {
+    auto be = make_cpu_backend(2);
+    const int64_t T = 9;
+    RopeParams p;
+    p.n_heads = 2, p.head_dim = 16, p.rotary_dim = 16, p.neox = true;
+    std::vector<float> inv(8);
+    for (int i = 0; i < 8; i++) inv[size_t(i)] = std::pow(10000.0f, -2.0f * float(i) / 16.0f);
+    std::vector<int32_t> pos = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    const Tensor pos_t = i32(pos), inv_t = f32(inv, {8});  // views: later edits of pos / inv show through
+    auto check = [&](const char* what) {
+        auto x = random_floats(size_t(T * 32), 6);
+        auto ref = x;
+        be->rope(f32(x, {T, 32}), pos_t, inv_t, p);
+        cpu::rope_ref(ref.data(), pos.data(), inv.data(), T, p);
+        for (size_t i = 0; i < x.size(); i++) ASSERT_NEAR(x[i], ref[i], 2e-6) << what << " i=" << i;
+    };
+    check("first positions");
+    for (int32_t& v : pos) v += 500;
+    check("positions rewritten in place");
+    for (float& v : inv) v *= 0.5f;
+    check("frequencies rewritten in place");
+
+    // rope_kv_write on q and k, against rope() on copies of them (angles already kept from the calls above).
+    RopeParams pk = p;
+    pk.n_heads = 1;
+    auto q = random_floats(size_t(T * 32), 7), k = random_floats(size_t(T * 16), 8);
+    auto v = random_floats(size_t(T * 16), 9);
+    auto q_ref = q, k_ref = k;
+    std::vector<uint16_t> kp(size_t(3 * 4 * 16), 0), vp(kp.size(), 0);  // 3 blocks of 4 slots
+    KvLayerView kv{Tensor(kp.data(), DType::F16, {3, 4, 1, 16}), Tensor(vp.data(), DType::F16, {3, 4, 1, 16}), 4};
+    std::vector<int32_t> slots(static_cast<size_t>(T), 0);
+    for (int64_t t = 0; t < T; t++) slots[size_t(t)] = int32_t(t);
+    AttentionBatch b;
+    b.positions = pos_t;
+    b.slot_mapping = i32(slots);
+    be->rope_kv_write(f32(q, {T, 32}), f32(k, {T, 16}), f32(v, {T, 16}), inv_t, p, pk, kv, b);
+    be->rope(f32(q_ref, {T, 32}), pos_t, inv_t, p);
+    be->rope(f32(k_ref, {T, 16}), pos_t, inv_t, pk);
+    EXPECT_EQ(q, q_ref);
+    EXPECT_EQ(k, k_ref);
+    for (size_t i = 0; i < k_ref.size(); i++) ASSERT_EQ(kp[i], fp32_to_fp16(k_ref[i])) << i;
+}
+
 TEST(CpuOps, EmbeddingEveryTableDtype) {
     auto be = make_cpu_backend(1);
     const int64_t V = 6;
