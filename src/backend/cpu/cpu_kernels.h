@@ -94,10 +94,7 @@ constexpr int64_t kQ8PanelBlockBytes = 16 * 2 + 32 * 16;
 void pack_q8_0_panels(const BlockQ8_0* w, int64_t N, int64_t K, uint8_t* dst);
 // Bytes of a prepared matrix in panels (F16, BF16 or Q8_0; 0 for other types).
 int64_t panel_bytes(DType dtype, int64_t N, int64_t K);
-// The same products over Q8_0 panels (codes widened and scaled in registers) and over f32 panels (Q8_0 panels
-// unpacked once per product when it has many rows): one fma per k in order, as panel_f16, so a row's result does
-// not depend on which of them computed it.
-// n_panels Q8_0 panels -> f32 panels [n_panels][K][16].
+// n_panels Q8_0 panels -> f32 panels [n_panels][K][16] (a product with many rows unpacks its chunk once).
 using UnpackQ8PanelsFn = void (*)(const uint8_t* panels, int n_panels, int64_t K, float* dst);
 
 struct CpuKernels {
@@ -107,6 +104,8 @@ struct CpuKernels {
     RowsDotFn rows_dot[kNumDTypes] = {};  // by weight dtype; null: unsupported
     TileDotFn tile_dot[kNumDTypes] = {};  // optional: preferred over rows_dot when set
     // Optional (all or none): F16 / BF16 / Q8_0 weights the backend repacked in panels (prepare_matrix).
+    // panel_q8_0 widens and scales the codes in registers; panel_f32 runs over unpacked panels. All four add one fma
+    // per k in order, so a row's result does not depend on which of them computed it.
     PanelFn panel_f16 = nullptr;
     PanelFn panel_bf16 = nullptr;
     PanelFn panel_q8_0 = nullptr;
