@@ -282,14 +282,19 @@ class CudaBackend final : public Backend {
         }
     }
 
-    // q/k/v (or any weights of one dtype and K) in one launch at small M; at larger M, weights stored back to back
-    // (the model allocates each group so on a GPU) as one GEMM whose columns are then split.
+    // q/k/v (or any weights of one K) through the GEMV at small M: one launch per dtype, x quantized once (a Q4_K_M
+    // file's Q4_K q/k and Q6_K v); at larger M, weights of one dtype stored back to back (the model allocates each
+    // group so on a GPU) as one GEMM whose columns are then split.
     void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) override {
         const int64_t M = x.rows(), K = x.cols();
         bool fused = M >= 1 && !ws.empty() && ws.size() <= size_t(kMaxGemvJobs);
-        for (size_t i = 0; fused && i < ws.size(); i++)
-            fused = ws[i].dtype == ws[0].dtype && ws[i].cols() == K && outs[i].numel() == M * ws[i].rows();
-        if (fused && !use_gemv(ws[0].dtype, M) && M <= kFusedGemmMaxRows && back_to_back(ws)) {
+        bool one_dtype = true, all_gemv = true;
+        for (size_t i = 0; fused && i < ws.size(); i++) {
+            fused = ws[i].cols() == K && outs[i].numel() == M * ws[i].rows();
+            one_dtype = one_dtype && ws[i].dtype == ws[0].dtype;
+            all_gemv = all_gemv && use_gemv(ws[i].dtype, M);
+        }
+        if (fused && one_dtype && !use_gemv(ws[0].dtype, M) && M <= kFusedGemmMaxRows && back_to_back(ws)) {
             bind();
             const OpProfiler::Scope prof(&profiler_, matmul_label(ws[0].dtype, false), stream_);
             ColumnSplit split{};
@@ -306,12 +311,12 @@ class CudaBackend final : public Backend {
             OSP_CUDA_CHECK_LAUNCH();
             return;
         }
-        if (!fused || !use_gemv(ws[0].dtype, M)) return Backend::matmul_multi(outs, x, ws);
+        if (!fused || !all_gemv) return Backend::matmul_multi(outs, x, ws);
         bind();
         const OpProfiler::Scope prof(&profiler_, matmul_label(ws[0].dtype, true), stream_);
         GemvJob jobs[kMaxGemvJobs];
-        for (size_t i = 0; i < ws.size(); i++) jobs[i] = {ws[i].data, outs[i].as<float>(), ws[i].rows()};
-        launch_gemv_multi(jobs, int(ws.size()), x.as<float>(), ws[0].dtype, M, K, stream_);
+        for (size_t i = 0; i < ws.size(); i++) jobs[i] = {ws[i].data, outs[i].as<float>(), ws[i].rows(), ws[i].dtype};
+        launch_gemv_multi(jobs, int(ws.size()), x.as<float>(), M, K, stream_);
         OSP_CUDA_CHECK_LAUNCH();
     }
 

@@ -3,11 +3,12 @@
 // rows of x; long rows (not gated pairs) take one block per row instead (gemv_plain.cuh, plain_block_rows). Block
 // types: rows of whole 16-byte vectors take the tiled path of gemv_blocks.cuh (kTiledRows rows per warp streamed
 // through shared memory); other rows one warp per row in 8-element groups (dequant8). One launch covers up to
-// kMaxGemvJobs weights that read the same x (q/k/v), or a gate and an up weight whose rows are combined as
-// act(gate) * up (the gated feed-forward input).
+// kMaxGemvJobs weights of one dtype that read the same x (q/k/v; launch_gemv_multi groups them by dtype), or a gate
+// and an up weight whose rows are combined as act(gate) * up (the gated feed-forward input).
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -271,7 +272,10 @@ gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg,
 
 // Weight rows per warp on the tiled path (2 measured slower on Q4_K_M, Q8_0, Q4_0). The integer path at M = 1 was
 // measured with (rows, stages) = (4, 3) against (4, 4), (4, 6), (4, 8), (8, 3), (8, 4): every other pair was slower
-// on H200 8B decode (Q4_K_M 268 against 264, 246, 228, 234, 206 tok/s; Q8_0 and Q4_0 alike).
+// on H200 8B decode (Q4_K_M 268 against 264, 246, 228, 234, 206 tok/s; Q8_0 and Q4_0 alike). Splitting K over 2 or
+// 4 warps of a block (4x the warps for the 4,096-row products) was no faster: Q4_K_M 302 / 300 / 269, Q8_0 271 /
+// 275 / 238 tok/s for 1 / 2 / 4 warps per row group (the down product's Q6_K 31.7 -> 30.0 us, the gate/up pair's
+// 27.9 -> 37.6 us at 4).
 constexpr int kTiledRows = 4;
 
 // Whether plain (F32 / F16 / BF16, aligned) rows of n_vec 16-byte vectors take the block kernel of gemv_plain.cuh
@@ -376,25 +380,21 @@ bool gemv_supported(DType w_dtype) {
     return kernel_weight_dtype(w_dtype);
 }
 
-void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_dtype, int64_t M, int64_t K,
-                       cudaStream_t stream) {
-    GemvBatch b{};
-    b.n_jobs = n_jobs;
-    b.first_row[0] = 0;
-    for (int j = 0; j < n_jobs; j++) {
-        b.w[j] = static_cast<const uint8_t*>(jobs[j].w);
-        b.out[j] = jobs[j].out;
-        b.n[j] = jobs[j].n;
-        b.first_row[j + 1] = b.first_row[j] + jobs[j].n;
-    }
-    if (b.first_row[n_jobs] <= 0 || M <= 0) return;
+namespace {
+
+// The jobs of one dtype (b) in one launch; x quantized for the integer path at most once per launch_gemv_multi
+// (xq: empty until a launch needs it).
+void launch_gemv_batch(const GemvBatch& b, DType w_dtype, const float* x, int64_t M, int64_t K,
+                       std::optional<XQuant>& xq, cudaStream_t stream) {
+    const int n_jobs = b.n_jobs;
     const unsigned gx = unsigned((b.first_row[n_jobs] + kWarpsPerBlock - 1) / kWarpsPerBlock);
     dispatch_weight_dtype(w_dtype, [&]<DType DT>() {
         const size_t row_bytes = dtype_row_bytes(DT, K);
         dispatch_rows<DT>(M, row_path<DT>(b, x, K), [&]<int MR, RowPath P>() {
-            if constexpr (P == RowPath::Tiled && int_dot_dtype<DT>())
-                launch_tiled<DT, MR>(b, quantize_x(x, M, K, stream), M, K, row_bytes, stream);
-            else if constexpr (P == RowPath::Tiled)
+            if constexpr (P == RowPath::Tiled && int_dot_dtype<DT>()) {
+                if (!xq) xq = quantize_x(x, M, K, stream);
+                launch_tiled<DT, MR>(b, *xq, M, K, row_bytes, stream);
+            } else if constexpr (P == RowPath::Tiled)
                 launch_tiled<DT, MR>(b, x, M, K, row_bytes, stream);
             else if constexpr (P == RowPath::Vec) {
                 constexpr int kPer = DT == DType::F32 ? 4 : 8;
@@ -411,10 +411,33 @@ void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_
     });
 }
 
+}  // namespace
+
+void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, int64_t M, int64_t K, cudaStream_t stream) {
+    if (M <= 0) return;
+    std::optional<XQuant> xq;
+    bool launched[kMaxGemvJobs] = {};
+    for (int i = 0; i < n_jobs; i++) {  // one launch per dtype, in the order of each dtype's first job
+        if (launched[i]) continue;
+        GemvBatch b{};
+        b.first_row[0] = 0;
+        for (int j = i; j < n_jobs; j++) {
+            if (launched[j] || jobs[j].dtype != jobs[i].dtype || jobs[j].n <= 0) continue;
+            const int k = b.n_jobs++;
+            b.w[k] = static_cast<const uint8_t*>(jobs[j].w);
+            b.out[k] = jobs[j].out;
+            b.n[k] = jobs[j].n;
+            b.first_row[k + 1] = b.first_row[k] + jobs[j].n;
+            launched[j] = true;
+        }
+        if (b.n_jobs > 0) launch_gemv_batch(b, jobs[i].dtype, x, M, K, xq, stream);
+    }
+}
+
 void launch_gemv(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K,
                  cudaStream_t stream) {
-    const GemvJob job{w, out, N};
-    launch_gemv_multi(&job, 1, x, w_dtype, M, K, stream);
+    const GemvJob job{w, out, N, w_dtype};
+    launch_gemv_multi(&job, 1, x, M, K, stream);
 }
 
 void launch_gemv_gated(float* out, const float* x, DType w_dtype, const void* w_gate, const void* w_up, int64_t M,

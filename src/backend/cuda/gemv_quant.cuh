@@ -20,15 +20,17 @@ struct GemvJob {
     const void* w;  // [n, K]
     float* out;     // [M, n]
     int64_t n;
+    DType dtype;
 };
 
 bool gemv_supported(DType w_dtype);
 // Launch on `stream`; the caller checks cudaGetLastError(). M in 1..kGemvMaxRows.
 void launch_gemv(float* out, const float* x, DType w_dtype, const void* w, int64_t M, int64_t N, int64_t K,
                  cudaStream_t stream);
-// Several weights of one dtype against the same x in one launch (n_jobs <= kMaxGemvJobs).
-void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, DType w_dtype, int64_t M, int64_t K,
-                       cudaStream_t stream);
+// Several weights against the same x (n_jobs <= kMaxGemvJobs): one launch per dtype (q/k/v of a Q4_K_M file: Q4_K
+// q and k together, Q6_K v), x quantized once for all the integer-path launches. Each output is bit-identical to
+// launch_gemv's for its weight alone.
+void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, int64_t M, int64_t K, cudaStream_t stream);
 // out [M, N] = act(x . w_gate^T) * (x . w_up^T), act SiLU (silu) or tanh-GELU.
 void launch_gemv_gated(float* out, const float* x, DType w_dtype, const void* w_gate, const void* w_up, int64_t M,
                        int64_t N, int64_t K, bool silu, cudaStream_t stream);

@@ -538,6 +538,31 @@ TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
     }
 }
 
+// q/k/v of mixed dtypes (a Q4_K_M file: Q4_K q and k, Q6_K v; one launch per dtype, x quantized once for both):
+// each output bit-identical to its weight's own product.
+TEST_F(BackendOps, GemvMultiOfMixedDtypesEqualsSeparateOps) {
+    const int64_t K = 4096, ns[3] = {96, 37, 37};
+    const DType dts[3] = {DType::Q4_K, DType::Q4_K, DType::Q6_K};
+    for (int64_t M : {int64_t(1), int64_t(3), int64_t(8)}) {
+        const std::vector<float> x = random_floats(size_t(M * K), 85);
+        DevTensor xg(gpu(), DType::F32, {M, K}, x.data());
+        std::vector<std::unique_ptr<DevTensor>> wg, multi, single;
+        for (int i = 0; i < 3; i++) {
+            const std::vector<uint8_t> w = random_weights(dts[i], ns[i], K, uint32_t(90 + i));
+            wg.emplace_back(new DevTensor(gpu(), dts[i], {ns[i], K}, w.data()));
+            multi.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
+            single.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
+        }
+        Tensor outs[3] = {multi[0]->t, multi[1]->t, multi[2]->t};
+        const Tensor ws[3] = {wg[0]->t, wg[1]->t, wg[2]->t};
+        gpu().matmul_multi(outs, xg.t, ws);
+        for (int i = 0; i < 3; i++) gpu().matmul(single[size_t(i)]->t, xg.t, wg[size_t(i)]->t);
+        for (int i = 0; i < 3; i++)
+            expect_close("matmul_multi", fmt::format("{} of Q4_K/Q4_K/Q6_K M={}", i, M),
+                         fetch(*multi[size_t(i)], "multi"), fetch(*single[size_t(i)], "single"), 0.0);
+    }
+}
+
 // Greedy decoding on the device: the first maximum of each row, as the host sampler picks it (ties included).
 TEST_F(BackendOps, ArgmaxRowsPicksTheFirstMaximum) {
     for (int64_t V : {int64_t(1), int64_t(1000), int64_t(128256)}) {
