@@ -1,7 +1,7 @@
 // Small-batch matrix-vector kernels. Plain types: one warp per weight row; each lane walks the row in 16-byte
 // vectors, lane, lane + 32, ..., with several loads in flight, converts them once and multiplies them with up to MR
 // rows of x; long rows (not gated pairs) take one block per row instead (gemv_plain.cuh, plain_block_rows). Block
-// types: rows of whole 16-byte vectors take the tiled path of gemv_blocks.cuh (kTiledRows rows per warp streamed
+// types: rows of whole 16-byte vectors take the tiled path of gemv_blocks.cuh (tiled_rows() rows per warp streamed
 // through shared memory); other rows one warp per row in 8-element groups (dequant8). One launch covers up to
 // kMaxGemvJobs weights of one dtype that read the same x (q/k/v; launch_gemv_multi groups them by dtype), or a gate
 // and an up weight whose rows are combined as act(gate) * up (the gated feed-forward input).
@@ -270,13 +270,18 @@ gemv_gated_tiled_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg,
     }
 }
 
-// Weight rows per warp on the tiled path (2 measured slower on Q4_K_M, Q8_0, Q4_0). The integer path at M = 1 was
-// measured with (rows, stages) = (4, 3) against (4, 4), (4, 6), (4, 8), (8, 3), (8, 4): every other pair was slower
-// on H200 8B decode (Q4_K_M 268 against 264, 246, 228, 234, 206 tok/s; Q8_0 and Q4_0 alike). Splitting K over 2 or
-// 4 warps of a block (4x the warps for the 4,096-row products) was no faster: Q4_K_M 302 / 300 / 269, Q8_0 271 /
-// 275 / 238 tok/s for 1 / 2 / 4 warps per row group (the down product's Q6_K 31.7 -> 30.0 us, the gate/up pair's
-// 27.9 -> 37.6 us at 4).
-constexpr int kTiledRows = 4;
+// Weight rows per warp on the tiled path: 4, but 2 for Q6_K and Q8_0, whose larger tiles (1,680 and 1,088 bytes per
+// row) leave fewer warps resident per SM (shared memory): H200 8B decode Q4_K_M 301 -> 308.5 tok/s with 2 for
+// Q6_K (the down product 32.6 -> 28.5 us; also 2 for Q4_K: no change), Q8_0 274 -> 278.5 (session 7). The integer
+// path at M = 1 was measured with (rows, stages) = (4, 3) against (4, 4), (4, 6), (4, 8), (8, 3), (8, 4): every
+// other pair was slower (Q4_K_M 268 against 264, 246, 228, 234, 206 tok/s; Q8_0 and Q4_0 alike, session 3).
+// Splitting K over 2 or 4 warps of a block (4x the warps for the 4,096-row products) was no faster: Q4_K_M 302 /
+// 300 / 269, Q8_0 271 / 275 / 238 tok/s for 1 / 2 / 4 warps per row group (session 7). A row's sums do not depend
+// on the rows that share its warp, so this choice keeps every result's bits.
+template <DType DT>
+constexpr int tiled_rows() {
+    return DT == DType::Q6_K || DT == DType::Q8_0 ? 2 : 4;
+}
 
 // Whether plain (F32 / F16 / BF16, aligned) rows of n_vec 16-byte vectors take the block kernel of gemv_plain.cuh
 // rather than one warp per row: rows of more than kPlainLoads / 2 vectors per thread (K > 8192 at bf16; the 8B's
@@ -315,7 +320,7 @@ XQuant quantize_x(const float* x, int64_t M, int64_t K, cudaStream_t stream) {
 
 template <DType DT, int MR, typename X>
 void launch_tiled(const GemvBatch& b, const X& x, int64_t M, int64_t K, size_t row_bytes, cudaStream_t stream) {
-    constexpr int RW = kTiledRows;
+    constexpr int RW = tiled_rows<DT>();
     const int64_t per_block = int64_t(kTiledWarps) * RW;
     const dim3 grid(unsigned((b.first_row[b.n_jobs] + per_block - 1) / per_block), row_groups(M));
     const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
@@ -325,8 +330,8 @@ void launch_tiled(const GemvBatch& b, const X& x, int64_t M, int64_t K, size_t r
 
 template <DType DT, int MR, typename X>
 void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const X& x, int64_t M, int64_t N,
-                        int64_t K, size_t row_bytes, bool silu, cudaStream_t stream) {
-    constexpr int RW = kTiledRows;
+                           int64_t K, size_t row_bytes, bool silu, cudaStream_t stream) {
+    constexpr int RW = tiled_rows<DT>();
     const int64_t per_block = int64_t(kTiledWarps) * (RW / 2);
     const dim3 grid(unsigned((N + per_block - 1) / per_block), row_groups(M));
     const size_t smem = size_t(kTiledWarps) * gemv_warp_smem<DT, RW>() + 16;
@@ -338,6 +343,7 @@ void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const 
         launch_kernel(gemv_gated_tiled_kernel<DT, MR, RW, false, X>, grid, kTiledWarps * 32, smem, stream, pdl, out,
                       wg, wu, x, M, N, K, row_bytes);
 }
+
 
 template <DType DT>
 RowPath row_path(const GemvBatch& b, const float* x, int64_t K) {
