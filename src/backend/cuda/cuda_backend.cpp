@@ -513,10 +513,14 @@ class CudaBackend final : public Backend {
     }
 
   private:
-    // The matrix-vector kernels serve every row count up to kGemvMaxRows for block types (cuBLAS would need the
-    // weights dequantized first), but only one row for float types: from two rows on, cuBLAS's tensor-core GEMM
-    // reads the weights once for all rows and is 2-3x faster than the f32 kernels (bf16 8B shapes on the H200:
-    // 20 us at M = 9 vs 49 us at M = 4 for q/k/v). Float weights are therefore batch-invariant only at M = 1.
+    // Block types take the matrix-vector kernels up to kGemvMaxRows rows, the quantized GEMM (gemm_quant.cu) from
+    // there on: the GEMV's integer work grows with the rows while the GEMM's time is nearly flat. H200 8B decode,
+    // ms per step at batch 2 / 3 / 4 / 6 / 8 (session 7, `osprey bench offline --num-prompts N --max-num-seqs N`):
+    // Q4_K_M GEMV 3.86 / 4.86 / 5.69 / 7.84 / 9.66 vs GEMM 6.26 / 6.30 / 6.34 / 6.44 / 6.50; Q8_0 GEMV 4.86 / 6.11 /
+    // 7.23 / 10.13 / 13.01 vs GEMM 7.35 / 7.38 / 7.39 / 7.47 / 7.55. Float types take the GEMV only at one row: from
+    // two rows on, cuBLAS's tensor-core GEMM reads the weights once for all rows and is 2-3x faster than the f32
+    // kernels (bf16 8B shapes: 20 us at M = 9 vs 49 us at M = 4 for q/k/v). So results are batch-invariant up to
+    // kGemvMaxRows rows for block types and at one row for float types.
     static bool use_gemv(DType w, int64_t M) {
         return M >= 1 && M <= (is_quantized(w) ? kGemvMaxRows : 1);
     }

@@ -176,7 +176,7 @@ gemv_gated_kernel(float* __restrict__ out, const uint8_t* __restrict__ wg, const
     }
 }
 
-unsigned row_groups(int64_t M) { return M <= 4 ? 1u : unsigned((M + 7) / 8); }
+unsigned row_groups(int64_t M) { return unsigned((M + kGemvMaxRows - 1) / kGemvMaxRows); }
 
 constexpr int kTiledWarps = 4;  // warps per block of the tiled block-type kernels
 
@@ -361,8 +361,8 @@ RowPath row_path(const GemvBatch& b, const float* x, int64_t K) {
     }
 }
 
-// Calls f.template operator()<MR, P>() with the row group MR covering M (the fewest of 1, 2, 4, 8, so w is read
-// once for M <= 8) and the row path.
+// Calls f.template operator()<MR, P>() with the row group MR covering M (the fewest of 1, 2, 4, so w is read once
+// for M <= kGemvMaxRows) and the row path.
 template <DType DT, typename F>
 void dispatch_rows(int64_t M, RowPath p, F&& f) {
     auto with_path = [&]<int MR>() {  // only the paths a dtype can take are instantiated
@@ -376,8 +376,7 @@ void dispatch_rows(int64_t M, RowPath p, F&& f) {
     };
     if (M == 1) with_path.template operator()<1>();
     else if (M == 2) with_path.template operator()<2>();
-    else if (M <= 4) with_path.template operator()<4>();
-    else with_path.template operator()<8>();
+    else with_path.template operator()<kGemvMaxRows>();
 }
 
 }  // namespace

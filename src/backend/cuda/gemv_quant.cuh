@@ -13,7 +13,7 @@
 
 namespace osprey::backend::cuda {
 
-constexpr int kGemvMaxRows = 8;
+constexpr int kGemvMaxRows = 4;  // the CUDA backend's block-type threshold (cuda_backend.cpp, use_gemv)
 constexpr int kMaxGemvJobs = 4;
 
 struct GemvJob {

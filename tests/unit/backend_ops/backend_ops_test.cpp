@@ -113,13 +113,14 @@ bool gemv_int_path(DType dt, int64_t K) {
     return int_type && dtype_row_bytes(dt, K) % 16 == 0;
 }
 constexpr double kGemvIntThreshold = 1e-8;
+constexpr int64_t kGemvRows = 4;  // the CUDA backend's GEMV row limit for block types (kGemvMaxRows)
 
-// NMSE thresholds against the double reference. M <= 8 (M = 1 for float weights) runs the f32 matrix-vector
+// NMSE thresholds against the double reference. M <= kGemvRows (M = 1 for float weights) runs the f32 matrix-vector
 // kernels (f32 products and sums: ~1e-13) or the integer path above; larger M runs cuBLAS with x rounded to f16 (2^-11 relative: ~1e-7) or
 // bf16 (2^-8: ~5e-6), and block types dequantized to f16; f32 weights use SGEMM.
 double matmul_threshold(DType dt, int64_t M, int64_t K) {
-    if (M <= 8 && gemv_int_path(dt, K)) return kGemvIntThreshold;
-    if (dt == DType::F32 || (M <= 8 && (is_quantized(dt) || M == 1))) return 1e-10;  // GEMV (or SGEMM)
+    if (M <= kGemvRows && gemv_int_path(dt, K)) return kGemvIntThreshold;
+    if (dt == DType::F32 || (M <= kGemvRows && (is_quantized(dt) || M == 1))) return 1e-10;  // GEMV (or SGEMM)
     if (dt == DType::BF16) return 3e-5;
     return 1e-6;
 }
@@ -157,7 +158,7 @@ TEST_P(MatmulOps, MatchesCpuAndReference) {
             cpu().matmul(oc.t, xc.t, wc.t);
             const std::vector<float> got = fetch(og, "matmul"), cpu_out = fetch(oc, "matmul cpu");
             const std::string v = fmt::format("{} M={} N={} K={} ({})", dtype_name(dt), M, s.N, s.K,
-                                              M > 8 || (!is_quantized(dt) && M > 1) ? "cublas" : gemv_int_path(dt, s.K) ? "gemv int" : "gemv");
+                                              M > kGemvRows || (!is_quantized(dt) && M > 1) ? "cublas" : gemv_int_path(dt, s.K) ? "gemv int" : "gemv");
             const double thr = matmul_threshold(dt, M, s.K);
             expect_close("matmul vs ref", v, got, ref32, thr);
             // The CPU backend quantizes activations to 16 bits for block types (~1e-9), so allow 1e-6 there.
@@ -180,13 +181,13 @@ TEST_F(BackendOps, GemvIntPathQuantizesEdgeCaseActivations) {
         for (int64_t i = 0; i < K; i++) x[size_t(2 * K + i)] *= 1e-30f;            // row 2: tiny (f32 normal) values
         for (int64_t i = 0; i < K; i++) x[size_t(3 * K + i)] *= 1e30f;             // row 3: huge values
         for (int64_t i = 0; i < K; i++) x[size_t(4 * K + i)] = (i % 3 == 0) ? -2.5f : 2.5f;  // row 4: +-amax only
-        DevTensor wg(gpu(), dt, {N, K}, w.data()), xg(gpu(), DType::F32, {M, K}, x.data()), og(gpu(), DType::F32, {M, N});
-        gpu().matmul(og.t, xg.t, wg.t);
-        const std::vector<float> got = fetch(og, "matmul");
-        for (int64_t m = 0; m < M; m++) {
+        DevTensor wg(gpu(), dt, {N, K}, w.data());
+        for (int64_t m = 0; m < M; m++) {  // one row per product: M <= kGemvRows takes the integer path
+            DevTensor xg(gpu(), DType::F32, {1, K}, x.data() + m * K), og(gpu(), DType::F32, {1, N});
+            gpu().matmul(og.t, xg.t, wg.t);
+            const std::vector<float> row = fetch(og, "matmul");
             std::vector<float> ref(static_cast<size_t>(N));
             cpu::matmul_ref(ref.data(), x.data() + m * K, dt, w.data(), 1, N, K);
-            const std::vector<float> row(got.begin() + m * N, got.begin() + (m + 1) * N);
             // Row 4 is exactly representable (q = +-32767): only the f32 sums' rounding remains.
             expect_close("matmul int x edges", fmt::format("{} row {}", dtype_name(dt), m), row, ref,
                          m == 4 ? 1e-10 : kGemvIntThreshold);
@@ -198,8 +199,9 @@ INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulOps, ::testing::ValuesIn(matmul_d
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST_F(BackendOps, GemvIsBatchInvariant) {
-    // out[m, n] of the small-batch kernel must not depend on M or on the row's place in the batch. Float weights
-    // take the GEMV only at M = 1 (cuBLAS from two rows on), so the claim covers the block types.
+    // out[m, n] of the small-batch kernel must not depend on M (up to kGemvRows, where the quantized GEMM takes
+    // over) or on the row's place in the batch. Float weights take the GEMV only at M = 1 (cuBLAS from two rows on),
+    // so the claim covers the block types.
     for (DType dt : matmul_dtypes()) {
         if (!is_quantized(dt)) continue;
         const int64_t N = 67, K = 4096;
@@ -207,8 +209,8 @@ TEST_F(BackendOps, GemvIsBatchInvariant) {
         const std::vector<float> x = random_floats(size_t(8 * K), 8);
         DevTensor wg(gpu(), dt, {N, K}, w.data());
         std::vector<std::vector<float>> outs;
-        for (int64_t M : {8, 5, 3, 2, 1}) {
-            // Row 0 of the M=1 run, row 0 of M=5, row 0 of M=8 all hold x's row 0.
+        for (int64_t M : {kGemvRows, int64_t(3), int64_t(2), int64_t(1)}) {
+            // Row 0 of every run holds x's row 0.
             DevTensor xg(gpu(), DType::F32, {M, K}, x.data()), og(gpu(), DType::F32, {M, N});
             gpu().matmul(og.t, xg.t, wg.t);
             std::vector<float> o = og.get<float>();
