@@ -1,5 +1,6 @@
 // cuBLAS GEMMs for float weights from M = 2 (see gemm.cuh; block types take gemm_quant.cu from M > kGemvMaxRows).
-// Row-major out [M, N] = x [M, K] . w [N, K]^T is the column-major product out^T [N, M] = w^T . x^T with w read transposed (lda = K) and x as is (ldb = K).
+// Row-major out [M, N] = x [M, K] . w [N, K]^T is the column-major product out^T [N, M] = w^T . x^T with w read
+// transposed (lda = K) and x as is (ldb = K).
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
