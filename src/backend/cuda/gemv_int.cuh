@@ -25,8 +25,8 @@ constexpr bool int_dot_dtype() {
 
 constexpr int kXqMax = 32767;
 
-// x [M, K] quantized (K a multiple of 32): q [M, K] int16, d [M, K / 32] f32, s [M, K / 16] int32 (sum of q over
-// each 16-element half).
+// x [M, K] quantized (K a multiple of 32): q [M, K] int16 (each row's chunks placed by xq_chunk_pos), d [M, K / 32]
+// f32, s [M, K / 16] int32 (sum of q over each 16-element half).
 struct XQuant {
     const int16_t* q;
     const float* d;
@@ -36,6 +36,16 @@ struct XQuant {
         return {q + m0 * K, d + m0 * (K / 32), s + m0 * (K / 16), K};
     }
 };
+
+// Where element e's 8-element chunk starts in a row of q (int16 elements; e a multiple of 8). Each 1,024-element group
+// of a row is stored chunk-major: chunk c (elements 8c .. 8c + 7) of the group's 32-element block b at (c * n + b) * 8,
+// n the group's blocks (32, fewer in a row's last group). A warp whose lanes take consecutive blocks (a unit each)
+// then reads each chunk as one contiguous 512-byte access instead of 16-byte pieces at a 64-byte lane stride.
+__host__ __device__ __forceinline__ int64_t xq_chunk_pos(int64_t e, int64_t K) {
+    const int64_t g = e >> 10, left = (K >> 5) - 32 * g;
+    const int b = int(e >> 5) & 31, c = int(e >> 3) & 3, n = left < 32 ? int(left) : 32;
+    return (g << 10) + int64_t(c * n + b) * 8;
+}
 
 // Bytes of the quantized x of M rows: q, d and s areas, each rounded up to 256 bytes.
 inline size_t xquant_bytes(int64_t M, int64_t K, size_t (&off)[3]) {
@@ -49,7 +59,8 @@ inline size_t xquant_bytes(int64_t M, int64_t K, size_t (&off)[3]) {
 // One thread per 8 consecutive elements of x (flattened [M, K]), four threads per 32-element block. Lets the
 // dependent GEMV launch at once (it waits for this grid before it reads q).
 __global__ void __launch_bounds__(256) quantize_x_kernel(const float* __restrict__ x, int16_t* __restrict__ q,
-                                                         float* __restrict__ d, int32_t* __restrict__ s, int64_t n8) {
+                                                         float* __restrict__ d, int32_t* __restrict__ s, int64_t n8,
+                                                         int64_t K) {
     pdl_release();
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const bool valid = i < n8;  // n8 is a multiple of 4: a block's four threads are all valid or all not
@@ -78,7 +89,8 @@ __global__ void __launch_bounds__(256) quantize_x_kernel(const float* __restrict
     packed.y = (uint32_t(qi[2]) & 0xffffu) | (uint32_t(qi[3]) << 16);
     packed.z = (uint32_t(qi[4]) & 0xffffu) | (uint32_t(qi[5]) << 16);
     packed.w = (uint32_t(qi[6]) & 0xffffu) | (uint32_t(qi[7]) << 16);
-    reinterpret_cast<uint4*>(q)[i] = packed;
+    const int64_t m = 8 * i / K, e = 8 * i - m * K;
+    *reinterpret_cast<uint4*>(q + m * K + xq_chunk_pos(e, K)) = packed;
     if ((i & 3) == 0) d[i >> 2] = amax / float(kXqMax);
     if ((i & 1) == 0) s[i >> 1] = sum;
 }
@@ -199,12 +211,13 @@ struct IntUnitX {
 // xq: row r of the quantized x, from the tile's first element e0; e: the unit's first element in the tile.
 template <DType DT>
 __device__ __forceinline__ void load_unit_x(const XQuant& xq, int r, int64_t e0, int e, IntUnitX<DT>& x) {
-    const int64_t el = int64_t(r) * xq.K + e0 + e;
-    const uint4* qp = reinterpret_cast<const uint4*>(xq.q + el);
+    const int64_t er = e0 + e, el = int64_t(r) * xq.K + er;  // the unit's first element in its row / in x
+    const int16_t* qr = xq.q + int64_t(r) * xq.K;
+    auto chunk = [&](int64_t at) { return __ldg(reinterpret_cast<const uint4*>(qr + xq_chunk_pos(at, xq.K))); };
     if constexpr (DT == DType::Q6_K) {  // groups of 16 at e + 32 k: blocks el / 32 + k, halves el / 16 + 2 k
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const uint4 a = __ldg(qp + 4 * k), b = __ldg(qp + 4 * k + 1);
+            const uint4 a = chunk(er + 32 * k), b = chunk(er + 32 * k + 8);
             x.w[8 * k] = a.x, x.w[8 * k + 1] = a.y, x.w[8 * k + 2] = a.z, x.w[8 * k + 3] = a.w;
             x.w[8 * k + 4] = b.x, x.w[8 * k + 5] = b.y, x.w[8 * k + 6] = b.z, x.w[8 * k + 7] = b.w;
             x.d[k] = __ldg(xq.d + el / 32 + k);
@@ -213,7 +226,7 @@ __device__ __forceinline__ void load_unit_x(const XQuant& xq, int r, int64_t e0,
     } else {
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const uint4 a = __ldg(qp + k);
+            const uint4 a = chunk(er + 8 * k);
             x.w[4 * k] = a.x, x.w[4 * k + 1] = a.y, x.w[4 * k + 2] = a.z, x.w[4 * k + 3] = a.w;
         }
         x.d[0] = __ldg(xq.d + el / 32);
