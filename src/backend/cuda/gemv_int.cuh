@@ -111,14 +111,32 @@ __device__ __forceinline__ void lds_words(const uint32_t* t, int off, uint32_t (
 
 constexpr uint32_t kLow4 = 0x0F0F0F0Fu;
 
-// Sum over 4k + j < 4 * NW of q[4k + j] * byte j of w[k] (int16 pairs of x against int8 lanes of w).
-template <int NW>
+// dp2a with signed 16-bit halves of a and unsigned bytes of b (the lanes of a Q4_K unit's high nibbles in place).
+__device__ __forceinline__ int dp2a_lo_su(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+__device__ __forceinline__ int dp2a_hi_su(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+// Sum over 4k + j < 4 * NW of q[4k + j] * byte j of w[k] (int16 pairs of x against int8 lanes of w, or unsigned
+// bytes when kUnsigned).
+template <int NW, bool kUnsigned = false>
 __device__ __forceinline__ int dot_words(const uint32_t* xw, const uint32_t* w) {
     int acc = 0;
 #pragma unroll
     for (int k = 0; k < NW; k++) {
-        acc = __dp2a_lo(int(xw[2 * k]), int(w[k]), acc);
-        acc = __dp2a_hi(int(xw[2 * k + 1]), int(w[k]), acc);
+        if constexpr (kUnsigned) {
+            acc = dp2a_lo_su(xw[2 * k], w[k], acc);
+            acc = dp2a_hi_su(xw[2 * k + 1], w[k], acc);
+        } else {
+            acc = __dp2a_lo(int(xw[2 * k]), int(w[k]), acc);
+            acc = __dp2a_hi(int(xw[2 * k + 1]), int(w[k]), acc);
+        }
     }
     return acc;
 }
@@ -160,14 +178,17 @@ __device__ __forceinline__ void load_unit(const uint32_t* t, int u, IntUnit<DT>&
         const uint4 a = reinterpret_cast<const uint4*>(t)[(off + 16 + 32 * j) >> 4];
         const uint4 b = reinterpret_cast<const uint4*>(t)[(off + 32 + 32 * j) >> 4];
         const uint32_t qs[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-        const int sh = 4 * (sb & 1);  // sub-block 2j: low nibbles of qs[32j, 32j + 32); 2j + 1: high nibbles
+        // Sub-block 2j: the low nibbles of qs[32j, 32j + 32); 2j + 1: the high nibbles, left in place (16 q, as
+        // unsigned bytes) with the scale divided by 16: the same products and sums, one instruction fewer per word.
+        const bool hi = sb & 1;
+        const uint32_t mask = hi ? ~kLow4 : kLow4;
 #pragma unroll
-        for (int k = 0; k < 8; k++) w.n[k] = (qs[k] >> sh) & kLow4;
+        for (int k = 0; k < 8; k++) w.n[k] = qs[k] & mask;
         // 6-bit scale and min of sub-block sb, four sub-blocks per word.
         uint32_t scw, mw;
         q4k_scale_min_words(h, j, scw, mw);
         const int bsh = 8 * (sb & 3);
-        w.scale[0] = h2f(uint16_t(h.x & 0xffffu)) * float((scw >> bsh) & 0xffu);
+        w.scale[0] = h2f(uint16_t(h.x & 0xffffu)) * float((scw >> bsh) & 0xffu) * (hi ? 0.0625f : 1.0f);
         w.bias = -(h2f(uint16_t(h.x >> 16)) * float((mw >> bsh) & 0xffu));
     } else {  // Q6_K: elements 128 hf + 32 k + 16 is + [0, 16) for k < 4 (hf = (u >> 1) & 1, is = u & 1)
         const int off = 210 * (u >> 2), hf = (u >> 1) & 1, is = u & 1;
@@ -244,7 +265,7 @@ __device__ __forceinline__ void unit_dot(const IntUnit<DT>& w, const IntUnitX<DT
             acc = fmaf(w.scale[k] * x.d[k], float(p), acc);
         }
     } else {
-        int p = dot_words<8>(x.w, w.n);
+        int p = dot_words<8, DT == DType::Q4_K>(x.w, w.n);  // Q4_K: up to 32767 * 240 * 32 < 2^31
         if constexpr (DT == DType::Q4_0) p -= 8 * x.s[0];
         acc = fmaf(w.scale[0] * x.d[0], float(p), acc);
         if constexpr (DT == DType::Q4_1 || DT == DType::Q4_K) acc = fmaf(w.bias * x.d[0], float(x.s[0]), acc);
