@@ -502,6 +502,33 @@ TEST_F(BackendOps, RopeKvWrite) {
     }
 }
 
+namespace {
+
+// Three weights (dtypes dts, rows ns, random with seeds seed, seed + 1, seed + 2) against x [M, K] on the device:
+// matmul_multi's outputs must equal each weight's own matmul bit for bit. The weights and the separate outputs
+// are left in wg and single for further checks.
+void expect_multi_equals_single(Backend& gpu, const DType (&dts)[3], const int64_t (&ns)[3], const DevTensor& xg,
+                                int64_t M, int64_t K, uint32_t seed, const std::string& what,
+                                std::vector<std::unique_ptr<DevTensor>>& wg,
+                                std::vector<std::unique_ptr<DevTensor>>& single) {
+    std::vector<std::unique_ptr<DevTensor>> multi;
+    for (int i = 0; i < 3; i++) {
+        const std::vector<uint8_t> w = random_weights(dts[i], ns[i], K, seed + uint32_t(i));
+        wg.emplace_back(new DevTensor(gpu, dts[i], {ns[i], K}, w.data()));
+        multi.emplace_back(new DevTensor(gpu, DType::F32, {M, ns[i]}));
+        single.emplace_back(new DevTensor(gpu, DType::F32, {M, ns[i]}));
+    }
+    Tensor outs[3] = {multi[0]->t, multi[1]->t, multi[2]->t};
+    const Tensor ws[3] = {wg[0]->t, wg[1]->t, wg[2]->t};
+    gpu.matmul_multi(outs, xg.t, ws);
+    for (int i = 0; i < 3; i++) gpu.matmul(single[size_t(i)]->t, xg.t, wg[size_t(i)]->t);
+    for (int i = 0; i < 3; i++)
+        expect_close("matmul_multi", fmt::format("{} part {}", what, i), fetch(*multi[size_t(i)], "multi"),
+                     fetch(*single[size_t(i)], "single"), 0.0);
+}
+
+}  // namespace
+
 // One launch for several weights (q/k/v) and the gate/up pair with its activation: bit-identical to the separate
 // GPU ops (the same warp reduction per output), for plain and block dtypes and every small-M row group.
 TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
@@ -511,23 +538,12 @@ TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
         const int64_t K = is_quantized(dt) ? 4096 : 512;
         for (int64_t M : {int64_t(1), int64_t(2), int64_t(3), int64_t(8)}) {
             const int64_t ns[3] = {96, 37, 37};
-            std::vector<std::vector<uint8_t>> w;
-            for (int i = 0; i < 3; i++) w.push_back(random_weights(dt, ns[i], K, uint32_t(80 + i)));
+            const DType dts[3] = {dt, dt, dt};
             const std::vector<float> x = random_floats(size_t(M * K), 84);
             DevTensor xg(gpu(), DType::F32, {M, K}, x.data());
-            std::vector<std::unique_ptr<DevTensor>> wg, multi, single;
-            for (int i = 0; i < 3; i++) {
-                wg.emplace_back(new DevTensor(gpu(), dt, {ns[i], K}, w[size_t(i)].data()));
-                multi.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
-                single.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
-            }
-            Tensor outs[3] = {multi[0]->t, multi[1]->t, multi[2]->t};
-            const Tensor ws[3] = {wg[0]->t, wg[1]->t, wg[2]->t};
-            gpu().matmul_multi(outs, xg.t, ws);
-            for (int i = 0; i < 3; i++) gpu().matmul(single[size_t(i)]->t, xg.t, wg[size_t(i)]->t);
             const std::string what = fmt::format("{} M={}", dtype_name(dt), M);
-            for (int i = 0; i < 3; i++)
-                expect_close("matmul_multi", what, fetch(*multi[size_t(i)], "multi"), fetch(*single[size_t(i)], "single"), 0.0);
+            std::vector<std::unique_ptr<DevTensor>> wg, single;
+            expect_multi_equals_single(gpu(), dts, ns, xg, M, K, 80, what, wg, single);
             for (Activation act : {Activation::Silu, Activation::GeluTanh}) {
                 DevTensor gate(gpu(), DType::F32, {M, ns[1]}), up(gpu(), DType::F32, {M, ns[1]});
                 gpu().gated_matmul(gate.t, up.t, xg.t, wg[1]->t, wg[2]->t, act);
@@ -548,20 +564,8 @@ TEST_F(BackendOps, GemvMultiOfMixedDtypesEqualsSeparateOps) {
     for (int64_t M : {int64_t(1), int64_t(3), int64_t(8)}) {
         const std::vector<float> x = random_floats(size_t(M * K), 85);
         DevTensor xg(gpu(), DType::F32, {M, K}, x.data());
-        std::vector<std::unique_ptr<DevTensor>> wg, multi, single;
-        for (int i = 0; i < 3; i++) {
-            const std::vector<uint8_t> w = random_weights(dts[i], ns[i], K, uint32_t(90 + i));
-            wg.emplace_back(new DevTensor(gpu(), dts[i], {ns[i], K}, w.data()));
-            multi.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
-            single.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
-        }
-        Tensor outs[3] = {multi[0]->t, multi[1]->t, multi[2]->t};
-        const Tensor ws[3] = {wg[0]->t, wg[1]->t, wg[2]->t};
-        gpu().matmul_multi(outs, xg.t, ws);
-        for (int i = 0; i < 3; i++) gpu().matmul(single[size_t(i)]->t, xg.t, wg[size_t(i)]->t);
-        for (int i = 0; i < 3; i++)
-            expect_close("matmul_multi", fmt::format("{} of Q4_K/Q4_K/Q6_K M={}", i, M),
-                         fetch(*multi[size_t(i)], "multi"), fetch(*single[size_t(i)], "single"), 0.0);
+        std::vector<std::unique_ptr<DevTensor>> wg, single;
+        expect_multi_equals_single(gpu(), dts, ns, xg, M, K, 90, fmt::format("Q4_K/Q4_K/Q6_K M={}", M), wg, single);
     }
 }
 
