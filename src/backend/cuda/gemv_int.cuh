@@ -1,13 +1,14 @@
 // Integer dot products for the tiled block GEMV (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K). x is quantized once per launch
 // (or once for the q/k/v launches of one x), row by row, to int16 per 32-element block: x ~ d * q with
 // d = amax / 32767 and q = round_even(x / d) (relative error <= 2^-16 of the block's largest element, the precision
-// of the CPU backend's two int8 terms), plus the integer sums of q over each 16-element half. A lane then takes one unit of a gemv_blocks.cuh tile (a Q8_0 / Q4_0
-// / Q4_1 block, a Q4_K sub-block of 32, a quarter of a Q6_K block: 64 elements in four sub-blocks of 16), turns
-// its weight bytes into int8 lanes with masks and shifts (a Q4_K sub-block of high nibbles: masked in place as
-// unsigned bytes, 16 q, its scale divided by 16) and multiplies them with q by dp2a (two int16 x 8-bit products
-// per instruction, exact int32 sums). Offsets and mins go through the sums of q (Q4_0: -8 sum q, Q6_K:
-// -32 sum q, Q4_1 / Q4_K: min * sum q), and each unit ends in f32: acc += (w_scale * d) * float(int sum).
-// out[m, n] depends only on row m of x and row n of w: the same quantized x, units, lanes and order whatever M is.
+// of the CPU backend's two int8 terms), plus the integer sums of q over each 16-element half. A lane then takes one
+// unit of a gemv_blocks.cuh tile (a Q8_0 / Q4_0 / Q4_1 block, a Q4_K sub-block of 32, a quarter of a Q6_K block:
+// 64 elements in four sub-blocks of 16), turns its weight bytes into int8 lanes with masks and shifts (a Q4_K
+// sub-block of high nibbles: masked in place as unsigned bytes, 16 q, its scale divided by 16) and multiplies them
+// with q by dp2a (two int16 x 8-bit products per instruction, exact int32 sums). Offsets and mins go through the
+// sums of q (Q4_0: -8 sum q, Q6_K: -32 sum q, Q4_1 / Q4_K: min * sum q), and each unit ends in f32:
+// acc += (w_scale * d) * float(int sum). out[m, n] depends only on row m of x and row n of w: the same quantized x,
+// units, lanes and order whatever M is.
 #pragma once
 
 #include <cuda_runtime.h>
