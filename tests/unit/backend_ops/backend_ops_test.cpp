@@ -536,7 +536,7 @@ TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
     // 37 rows: not a multiple of the rows a warp takes.
     for (DType dt : matmul_dtypes()) {
         const int64_t K = is_quantized(dt) ? 4096 : 512;
-        for (int64_t M : {int64_t(1), int64_t(2), int64_t(3), int64_t(8)}) {
+        for (int64_t M : {int64_t(1), int64_t(2), int64_t(3), kGemvRows}) {
             const int64_t ns[3] = {96, 37, 37};
             const DType dts[3] = {dt, dt, dt};
             const std::vector<float> x = random_floats(size_t(M * K), 84);
@@ -561,7 +561,7 @@ TEST_F(BackendOps, GemvMultiAndGatedEqualSeparateOps) {
 TEST_F(BackendOps, GemvMultiOfMixedDtypesEqualsSeparateOps) {
     const int64_t K = 4096, ns[3] = {96, 37, 37};
     const DType dts[3] = {DType::Q4_K, DType::Q4_K, DType::Q6_K};
-    for (int64_t M : {int64_t(1), int64_t(3), int64_t(8)}) {
+    for (int64_t M : {int64_t(1), int64_t(3), kGemvRows}) {
         const std::vector<float> x = random_floats(size_t(M * K), 85);
         DevTensor xg(gpu(), DType::F32, {M, K}, x.data());
         std::vector<std::unique_ptr<DevTensor>> wg, single;
