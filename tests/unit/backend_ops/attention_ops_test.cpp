@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cmath>
 #include <cstdlib>
@@ -438,22 +437,16 @@ TEST_F(BackendOps, DISABLED_PagedAttentionTiming) {
         const HostBatch b = make_batch(c, 3);
         Backend& be = gpu();
         DeviceAttention d(be, c, b, 0.088f);
-        for (int i = 0; i < 3; i++) d.run(be);
-        be.synchronize();
-        const int n_iter = b.n_tokens > 1000 ? 20 : 200;
-        const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < n_iter; i++) d.run(be);
-        be.synchronize();
-        const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+        const double us = time_us(be, b.n_tokens > 1000 ? 20 : 200, [&] { d.run(be); }, 3);
         // Attention FLOPs: 4 * n_heads * head_dim per visible (query, key) pair (Q K^T and P V).
         double pairs = 0;
         for (int t = 0; t < b.n_tokens; t++) pairs += b.positions[size_t(t)] + 1;
-        const double tflops = 4.0 * c.n_heads * c.head_dim * pairs / (us / n_iter * 1e-6) / 1e12;
+        const double tflops = 4.0 * c.n_heads * c.head_dim * pairs / (us * 1e-6) / 1e12;
         // Decode reads every visible K and V row once: bytes / time against the H200's ~4.8 TB/s.
         const bool decode = b.n_tokens == b.n_seqs;
         const double kv_bytes = 2.0 * pairs * c.n_kv_heads * c.head_dim * 2.0;
-        const double gbs = kv_bytes / (us / n_iter * 1e-6) / 1e9;
-        std::printf("paged attention %-28s %10.1f us per call %8.1f TFLOP/s", sh.name.c_str(), us / n_iter, tflops);
+        const double gbs = kv_bytes / (us * 1e-6) / 1e9;
+        std::printf("paged attention %-28s %10.1f us per call %8.1f TFLOP/s", sh.name.c_str(), us, tflops);
         if (decode) std::printf(" %8.1f GB/s (K/V %.1f MB)", gbs, kv_bytes / 1e6);
         std::printf("\n");
     }

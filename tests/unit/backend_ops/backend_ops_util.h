@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -116,6 +118,17 @@ class DevTensor {
     Buffer buf_;
     size_t n_bytes_ = 0;
 };
+
+// Microseconds per call of op on be's device (timing tests): `warmup` untimed calls, then `reps` calls launched
+// back to back between two synchronizes (host clock).
+inline double time_us(Backend& be, int reps, const std::function<void()>& op, int warmup = 1) {
+    for (int i = 0; i < warmup; i++) op();
+    be.synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; i++) op();
+    be.synchronize();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
 
 // Fetch an op's f32 output and check its guard zones.
 inline std::vector<float> fetch(const DevTensor& out, const std::string& what) {

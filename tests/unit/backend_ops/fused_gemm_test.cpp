@@ -4,7 +4,6 @@
 // the same weights in separate allocations must give the same answers through the unfused path.
 #include <fmt/format.h>
 
-#include <chrono>
 #include <functional>
 
 #include "backend_ops_util.h"
@@ -105,13 +104,7 @@ TEST_F(BackendOps, DISABLED_MatmulTiming) {
                 if (sh.n_parts == 2) be.gated_matmul(a.t, b.t, xt.t, half0, half1, Activation::Silu);
                 else be.matmul(a.t, xt.t, half0);
             };
-            for (int i = 0; i < 3; i++) op();
-            be.synchronize();
-            const int reps = 20;
-            const auto t0 = std::chrono::steady_clock::now();
-            for (int i = 0; i < reps; i++) op();
-            be.synchronize();
-            const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
+            const double us = time_us(be, 20, op, 3);
             std::printf("matmul bf16 %-22s M=%-4ld %9.1f us %7.2f TB/s\n", sh.name, long(M), us, bytes / us * 1e-6);
         }
     }
@@ -160,19 +153,11 @@ TEST_F(BackendOps, DISABLED_DecodeGemvStreamTiming) {
         be.gated_matmul(gate.t, up.t, x.t, view(L.gu, 0, F, D), view(L.gu, F, F, D), Activation::Silu);
     };
     auto down = [&](const Layer& L) { be.matmul(o.t, xf.t, view(L.down, 0, D, F)); };
-    auto time_us = [&](auto&& op, int reps) {
-        op();
-        be.synchronize();
-        const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; i++) op();
-        be.synchronize();
-        return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
-    };
     // The copy: the whole of layer 0..31's down matrices into the gate/up areas of the same size (bytes read).
     const double down_bytes = double(D * F) * 2.0;
-    const double copy_us = time_us([&] {
+    const double copy_us = time_us(be, 5, [&] {
         for (int l = 0; l < kLayers; l++) be.copy(layers[size_t(l)].gu.data(), layers[size_t(l)].down.data(), size_t(down_bytes));
-    }, 5) / kLayers;
+    }) / kLayers;
     // The roofline's bandwidth: bytes read plus bytes written per second of the copy (about 4.3 TB/s on an H200).
     const double copy_tbs = 2.0 * down_bytes / copy_us * 1e-6;
     std::printf("device-to-device copy of %.0f MB: %.1f us, %.2f TB/s (read + write)\n", down_bytes * 1e-6, copy_us,
@@ -186,7 +171,7 @@ TEST_F(BackendOps, DISABLED_DecodeGemvStreamTiming) {
                           {"gate+up 2x14336x4096", gated, double(2 * F * D) * 2}, {"down 4096x14336", down, down_bytes}};
     double layer_bytes = 0;
     for (const Kind& kd : kinds) {
-        const double us = time_us([&] { for (const Layer& L : layers) kd.op(L); }, 10) / kLayers;
+        const double us = time_us(be, 10, [&] { for (const Layer& L : layers) kd.op(L); }) / kLayers;
         layer_bytes += kd.bytes;
         std::printf("gemv bf16 %-22s %8.2f us %6.2f TB/s  %5.1f%% of the copy\n", kd.name, us, kd.bytes / us * 1e-6,
                     100.0 * kd.bytes / us * 1e-6 / copy_tbs);
@@ -199,7 +184,7 @@ TEST_F(BackendOps, DISABLED_DecodeGemvStreamTiming) {
     be.begin_capture();
     all();
     std::unique_ptr<OpGraph> graph = be.end_capture();
-    const double us = time_us([&] { graph->launch(); }, 10);
+    const double us = time_us(be, 10, [&] { graph->launch(); });
     std::printf("graph of 32 layers' products: %.1f us (%.2f us per layer), %.2f TB/s  %5.1f%% of the copy\n", us,
                 us / kLayers, layer_bytes * kLayers / us * 1e-6, 100.0 * layer_bytes * kLayers / us * 1e-6 / copy_tbs);
 }

@@ -2,7 +2,6 @@
 // backend/sampling.h (themselves checked against the host sampler's statements in tests/unit/backend): penalised
 // rows bit for bit, the same top ids in the same order (ties by id), lse within float rounding of the log and the
 // final add (the double sums run in a different order), token logprobs exactly logit - lse.
-#include <chrono>
 #include <cstring>
 #include <map>
 
@@ -185,20 +184,12 @@ TEST_F(BackendOps, LogitOpsTimings) {
     DevTensor rs(gpu(), DType::I32, {R + 1}, row_start.data()), pr(gpu(), DType::F32, {R, 4}, params.data());
     DevTensor top_ids(gpu(), DType::I32, {R, 20}), top_lp(gpu(), DType::F32, {R, 20}), lse(gpu(), DType::F32, {R});
     DevTensor idt(gpu(), DType::I32, {R}, ids.data()), out(gpu(), DType::F32, {R});
-    auto time_us = [&](auto&& op) {
-        op();
-        gpu().synchronize();
-        const int reps = 20;
-        const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; i++) op();
-        gpu().synchronize();
-        return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps;
-    };
-    const double t_pen = time_us([&] { gpu().apply_penalties(lg.t, en.t, rs.t, pr.t); });
+    auto timed = [&](const std::function<void()>& op) { return time_us(gpu(), 20, op); };
+    const double t_pen = timed([&] { gpu().apply_penalties(lg.t, en.t, rs.t, pr.t); });
     double t_lp[4];
     const int ns[4] = {0, 1, 5, 20};
-    for (int i = 0; i < 4; i++) t_lp[i] = time_us([&] { gpu().row_logprobs(top_ids.t, top_lp.t, lse.t, lg.t, ns[i]); });
-    const double t_tok = time_us([&] { gpu().token_logprobs(out.t, lg.t, lse.t, idt.t); });
+    for (int i = 0; i < 4; i++) t_lp[i] = timed([&] { gpu().row_logprobs(top_ids.t, top_lp.t, lse.t, lg.t, ns[i]); });
+    const double t_tok = timed([&] { gpu().token_logprobs(out.t, lg.t, lse.t, idt.t); });
     fmt::print("R={} V={}: apply_penalties (1000 entries/row) {:.1f} us; row_logprobs n=0 {:.1f} us, n=1 {:.1f} us, "
                "n=5 {:.1f} us, n=20 {:.1f} us; token_logprobs {:.1f} us\n",
                R, V, t_pen, t_lp[0], t_lp[1], t_lp[2], t_lp[3], t_tok);

@@ -6,7 +6,6 @@
 // OSPREY_QGEMM forces one path or the other for the duration of a check.
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -125,32 +124,23 @@ TEST_F(BackendOps, DISABLED_QuantGemmTiming) {
             for (int64_t M : {16, 64, 128, 256}) {
                 const std::vector<float> x = random_floats(size_t(M * sh.K), 8);
                 DevTensor xt(be, DType::F32, {M, sh.K}, x.data()), o(be, DType::F32, {M, sh.N});
-                auto time_us = [&](const Tensor& wt) {
-                    for (int i = 0; i < 3; i++) be.matmul(o.t, xt.t, wt);
-                    be.synchronize();
-                    const int reps = 20;
-                    const auto t0 = std::chrono::steady_clock::now();
-                    for (int i = 0; i < reps; i++) be.matmul(o.t, xt.t, wt);
-                    be.synchronize();
-                    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
-                           reps;
-                };
+                auto timed = [&](const Tensor& wt) { return time_us(be, 20, [&] { be.matmul(o.t, xt.t, wt); }, 3); };
                 double t_new = 0, t_old = 0;
                 std::string per_config;
                 {
                     const QgemmMode mode("1");
-                    t_new = time_us(wq.t);
+                    t_new = timed(wq.t);
                     for (int c = 0; c < 8; c++) {  // each tile configuration (OSPREY_QGEMM_CONFIG), for tuning
                         setenv("OSPREY_QGEMM_CONFIG", std::to_string(c).c_str(), 1);
-                        per_config += fmt::format(" {:.1f}", time_us(wq.t));
+                        per_config += fmt::format(" {:.1f}", timed(wq.t));
                     }
                     unsetenv("OSPREY_QGEMM_CONFIG");
                 }
                 {
                     const QgemmMode mode("0");
-                    t_old = time_us(wq.t);
+                    t_old = timed(wq.t);
                 }
-                const double t_bf = time_us(wb.t);
+                const double t_bf = timed(wb.t);
                 const double flop = 2.0 * double(M) * double(sh.N) * double(sh.K);
                 fmt::print("quant gemm {:<5} {:<20} M={:<4} direct {:8.1f} us ({:6.1f} TFLOP/s {:5.2f} TB/s)  dequant+cublas "
                            "{:8.1f} us  bf16 cublas {:8.1f} us  direct/bf16 {:.2f}  (configs 0..7:{} us)\n",
