@@ -288,13 +288,13 @@ class CudaBackend final : public Backend {
     void matmul_multi(std::span<Tensor> outs, const Tensor& x, std::span<const Tensor> ws) override {
         const int64_t M = x.rows(), K = x.cols();
         bool fused = M >= 1 && !ws.empty() && ws.size() <= size_t(kMaxGemvJobs);
-        bool one_dtype = true, all_gemv = true;
+        bool all_gemv = true;
         for (size_t i = 0; fused && i < ws.size(); i++) {
             fused = ws[i].cols() == K && outs[i].numel() == M * ws[i].rows();
-            one_dtype = one_dtype && ws[i].dtype == ws[0].dtype;
             all_gemv = all_gemv && use_gemv(ws[i].dtype, M);
         }
-        if (fused && one_dtype && !use_gemv(ws[0].dtype, M) && M <= kFusedGemmMaxRows && back_to_back(ws)) {
+        // back_to_back: one dtype and K, stored contiguously.
+        if (fused && !use_gemv(ws[0].dtype, M) && M <= kFusedGemmMaxRows && back_to_back(ws)) {
             bind();
             const OpProfiler::Scope prof(&profiler_, matmul_label(ws[0].dtype, false), stream_);
             ColumnSplit split{};

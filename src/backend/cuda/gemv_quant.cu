@@ -330,7 +330,7 @@ void launch_tiled(const GemvBatch& b, const X& x, int64_t M, int64_t K, size_t r
 
 template <DType DT, int MR, typename X>
 void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const X& x, int64_t M, int64_t N,
-                           int64_t K, size_t row_bytes, bool silu, cudaStream_t stream) {
+                        int64_t K, size_t row_bytes, bool silu, cudaStream_t stream) {
     constexpr int RW = tiled_rows<DT>();
     const int64_t per_block = int64_t(kTiledWarps) * (RW / 2);
     const dim3 grid(unsigned((N + per_block - 1) / per_block), row_groups(M));
@@ -343,7 +343,6 @@ void launch_gated_tiled(float* out, const uint8_t* wg, const uint8_t* wu, const 
         launch_kernel(gemv_gated_tiled_kernel<DT, MR, RW, false, X>, grid, kTiledWarps * 32, smem, stream, pdl, out,
                       wg, wu, x, M, N, K, row_bytes);
 }
-
 
 template <DType DT>
 RowPath row_path(const GemvBatch& b, const float* x, int64_t K) {
@@ -379,14 +378,6 @@ void dispatch_rows(int64_t M, RowPath p, F&& f) {
     else with_path.template operator()<kGemvMaxRows>();
 }
 
-}  // namespace
-
-bool gemv_supported(DType w_dtype) {
-    return kernel_weight_dtype(w_dtype);
-}
-
-namespace {
-
 // The jobs of one dtype (b) in one launch; x quantized for the integer path at most once per launch_gemv_multi
 // (xq: empty until a launch needs it).
 void launch_gemv_batch(const GemvBatch& b, DType w_dtype, const float* x, int64_t M, int64_t K,
@@ -417,6 +408,10 @@ void launch_gemv_batch(const GemvBatch& b, DType w_dtype, const float* x, int64_
 }
 
 }  // namespace
+
+bool gemv_supported(DType w_dtype) {
+    return kernel_weight_dtype(w_dtype);
+}
 
 void launch_gemv_multi(const GemvJob* jobs, int n_jobs, const float* x, int64_t M, int64_t K, cudaStream_t stream) {
     if (M <= 0) return;
