@@ -58,12 +58,15 @@ inline size_t xquant_bytes(int64_t M, int64_t K, size_t (&off)[3]) {
     return off[2] + up(size_t(M * (K / 16)) * 4);
 }
 
-// One thread per 8 consecutive elements of x (flattened [M, K]), four threads per 32-element block. Lets the
-// dependent GEMV launch at once (it waits for this grid before it reads q).
+// One thread per 8 consecutive elements of x (flattened [M, K]), four threads per 32-element block. Launched as a
+// programmatic dependent (it waits for the kernel that wrote x before reading it, and before writing the shared
+// quantized-x area another GEMV may still read), and lets the dependent GEMV launch at once (it waits for this
+// grid before it reads q).
 __global__ void __launch_bounds__(256) quantize_x_kernel(const float* __restrict__ x, int16_t* __restrict__ q,
                                                          float* __restrict__ d, int32_t* __restrict__ s, int64_t n8,
                                                          int64_t K) {
     pdl_release();
+    pdl_wait();
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const bool valid = i < n8;  // n8 is a multiple of 4: a block's four threads are all valid or all not
     float v[8] = {};

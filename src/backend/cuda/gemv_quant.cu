@@ -314,7 +314,8 @@ XQuant quantize_x(const float* x, int64_t M, int64_t K, cudaStream_t stream) {
     auto* d = reinterpret_cast<float*>(base + off[1]);
     auto* s = reinterpret_cast<int32_t*>(base + off[2]);
     const int64_t n8 = M * K / 8;
-    quantize_x_kernel<<<unsigned((n8 + 255) / 256), 256, 0, stream>>>(x, q, d, s, n8, K);
+    launch_kernel(quantize_x_kernel, dim3(unsigned((n8 + 255) / 256)), 256, 0, stream, pdl_enabled(PdlKind::Gemv), x, q,
+                  d, s, n8, K);
     return XQuant{q, d, s, K};
 }
 
