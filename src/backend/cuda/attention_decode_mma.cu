@@ -6,9 +6,10 @@
 // is: the block's 4 warps take 16-key chunks of the split in turn (warp w: chunks w, w + 4, ...; chunks at key
 // indices aligned to 16, keys outside the split masked), each keeps an online softmax over its chunks, and at the
 // end the warps' states are merged in warp order (in shared memory, after a block barrier) into the split's partial
-// (max, sum, weighted V) in the scratch area. When the block holds all of its sequence's splits it then merges
-// them in split order itself (decode_split_weights / decode_merge_column, the merge kernel's own arithmetic) and
-// writes the normalized output, so no merge kernel runs for it; otherwise the merge kernel (attention.cu) does.
+// (max, sum, weighted V) in the scratch area. The block that writes a sequence's last partials (all of them
+// when it holds every split; otherwise the last of its blocks to finish, found by an arrival counter) then merges
+// them in split order (decode_split_weights / decode_merge_column, the merge kernel's own arithmetic) and writes
+// the normalized output, so no merge kernel runs.
 // So a token's result is bit-identical for every G, i.e. whatever batch it is in.
 // Rows: a row block holds up to 8 query heads of the KV head, and the m16 of mma.sync m16n8k16 holds their f16
 // heads (rows 0-7) and tails (rows 8-15) of q times scale, so one mma computes both products of a head (a thread
@@ -59,6 +60,7 @@ struct DecodeMmaShape {
     static_assert(q_bytes % 16 == 0 && kv_bytes % 16 == 0, "16-byte aligned areas");
     static_assert(kv_bytes >= w_bytes(kHeads), "one split's states fit the rings");
     static_assert(smem(kHeads, 1) <= cap, "one split per block always fits");
+    static_assert(kv_bytes >= size_t(kHeads) * (kDecodeMaxSplits + 1) * sizeof(float), "merge weights fit the rings");
 };
 
 __device__ __forceinline__ uint32_t half2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
@@ -73,7 +75,6 @@ __device__ __forceinline__ void split_half2(float x0, float x1, uint32_t& head, 
 
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, 2) decode_mma_kernel(PagedAttentionArgs a, DecodePartials part) {
-    pdl_release();  // the next product may start its weight loads
     using Sh = DecodeMmaShape<HDP>;
     constexpr int ST = Sh::ST, NS = Sh::NS, SO = Sh::SO;
     const int s = blockIdx.x;
@@ -286,16 +287,59 @@ __global__ void __launch_bounds__(kThreads, 2) decode_mma_kernel(PagedAttentionA
         // Merged in warp order into the split's partial.
         merge_warp_states<kWarps>(st_ml, st_o, sr, SO, n_rows, hd, tid, kThreads, a, part, s, h0, z0 + li);
     }
-    if (!whole) return;
-    // The block held every split of its sequence: merge them in split order (the merge kernel's arithmetic) from
-    // the partials it just wrote (visible to the whole block after the barrier).
+    // The next product may now launch and start its weight loads: released only once the block's keys are done,
+    // as its blocks, resident early, would take the SMs' room from the later blocks of a large batch.
+    pdl_release();
+    if (!whole) {
+        if (part.arrivals == nullptr) return;  // the merge kernel merges this sequence
+        // The sequence's splits are spread over several blocks: the last to finish merges them. Each thread's
+        // partials are made visible device-wide before the block counts itself in (threadFenceReduction pattern;
+        // the merging block has never read the other blocks' partials, so no stale copy of them is cached).
+        __threadfence();
+        __syncthreads();
+        bool last = false;
+        if (tid == 0) {
+            int* counter = part.arrivals + int64_t(s) * gridDim.y + blockIdx.y;
+            const int n_blocks = (n_split + gs - 1) / gs;
+            last = atomicAdd(counter, 1) == n_blocks - 1;
+            if (last) *counter = 0;  // every other block of the sequence has counted: ready for the next launch
+        }
+        if (!__syncthreads_or(last)) return;
+        __threadfence();
+    }
+    // This block holds the sequence's last partials: merge all n_split of them in split order with the merge
+    // kernel's arithmetic (decode_split_weights once per row into the drained rings, then decode_merge_column's
+    // fma chain), each thread's kCols columns at once so that their loads from L2 are all in flight together.
     __syncthreads();
-    for (int idx = tid; idx < n_rows * hd; idx += kThreads) {
-        const int r = idx / hd, e = idx % hd;
-        const int64_t pb = (int64_t(s) * a.n_heads + h0 + r) * part.n_split_max;
+    constexpr int kW = kDecodeMaxSplits + 1;  // per row: the split weights, then 1 / their weighted sum
+    float* w_s = reinterpret_cast<float*>(rings);
+    if (tid < n_rows) {
+        const int64_t pb = (int64_t(s) * a.n_heads + h0 + tid) * part.n_split_max;
         float w[kDecodeMaxSplits];
-        const float inv = decode_split_weights(nl, part.ml + pb * 2, 2, w);
-        a.out[(int64_t(t) * a.n_heads + h0 + r) * hd + e] = decode_merge_column(nl, w, inv, part.o + pb * hd + e, hd);
+        w_s[tid * kW + kDecodeMaxSplits] = decode_split_weights(n_split, part.ml + pb * 2, 2, w);
+#pragma unroll
+        for (int i = 0; i < kDecodeMaxSplits; i++) w_s[tid * kW + i] = w[i];
+    }
+    __syncthreads();
+    constexpr int kCols = 4;
+    const int n_out = n_rows * hd;
+    for (int idx0 = tid; idx0 < n_out; idx0 += kCols * kThreads) {
+        float acc[kCols] = {};
+#pragma unroll
+        for (int i = 0; i < kDecodeMaxSplits; i++) {
+            if (i >= n_split) break;
+#pragma unroll
+            for (int k = 0; k < kCols; k++) {
+                const int idx = idx0 + k * kThreads, r = idx / hd, e = idx % hd;
+                const int64_t pb = (int64_t(s) * a.n_heads + h0 + r) * part.n_split_max;
+                if (idx < n_out) acc[k] = fmaf(part.o[(pb + i) * hd + e], w_s[r * kW + i], acc[k]);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < kCols; k++) {
+            const int idx = idx0 + k * kThreads, r = idx / hd, e = idx % hd;
+            if (idx < n_out) a.out[(int64_t(t) * a.n_heads + h0 + r) * hd + e] = acc[k] * w_s[r * kW + kDecodeMaxSplits];
+        }
     }
 }
 
@@ -322,7 +366,8 @@ void launch_mma_hdp(const PagedAttentionArgs& a, DecodePartials& part, cudaStrea
     }
     gs = std::min(gs, g_max);
     part.splits_per_block = gs;
-    part.block_merged_splits = gs;  // a sequence of at most gs splits is whole in its block
+    // A sequence of at most gs splits is whole in its block; with arrival counters, the last block merges the others.
+    part.block_merged_splits = part.arrivals != nullptr ? part.n_split_max : gs;
     const unsigned n_z = unsigned((part.n_split_max + gs - 1) / gs);
     const dim3 grid(unsigned(a.n_seqs), unsigned(a.n_kv_heads * n_rb), n_z);
     const auto kernel = decode_mma_kernel<HDP>;

@@ -21,8 +21,9 @@ constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 // OSPREY_GEMM picks how 16-bit products run (tuning only): "blas" (default) cublasGemmEx; "lt" cuBLASLt, at
 // M <= kLtTuneMaxRows the measured-fastest of its heuristic's candidates per shape (timed once per row bucket,
 // outside graph capture), else its first; "lt0" cuBLASLt, the heuristic's first choice. OSPREY_GEMM_LOG=1 prints
-// each tuned choice. On the H200 (Llama-3.1-8B layer shapes, M = 64..256) "lt" made single GEMMs 0-11% faster
-// with the weights warm in L2, but the batch-128 decode slower end to end, so it is not the default.
+// each tuned choice. On the H200 (Llama-3.1-8B shapes) "lt" is slower end to end than the default, also since its
+// candidates are timed with L2 flushed (session 8, decode ms/step at batch 16 / 64 / 128: 6.09 / 9.29 / 12.9-13.5
+// vs 5.81 / 8.40 / 11.6-11.7, bench/results/h200/session8_gemm_lt_cold_l2.txt), so it is not the default.
 enum class GemmMode { Blas, LtFirst, LtTuned };
 GemmMode gemm_mode() {
     static const GemmMode m = [] {
@@ -186,10 +187,22 @@ void Gemm::lt_choose(LtPlan& plan, float* out, const void* xh, const void* w, in
             return;
         }
     }
+    // Each timed run starts with the weights out of L2, as in a decode step (which streams every layer's weights
+    // once): a write of twice the L2 size between runs evicts them. Timed with L2 warm, small-N shapes (whose
+    // weights fit in L2) would favour algorithms that lose in the real step.
+    int l2_bytes = 0, dev = 0;
+    OSP_CUDA_CHECK(cudaGetDevice(&dev));
+    OSP_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev));
+    const size_t flush_bytes = size_t(std::max(l2_bytes, 1 << 20)) * 2;
+    void* flush = nullptr;
+    if (cudaMalloc(&flush, flush_bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return;  // no room for the flush area: keep the heuristic's first choice
+    }
     const float one = 1.0f, zero = 0.0f;
-    cudaEvent_t ev[2];
-    OSP_CUDA_CHECK(cudaEventCreate(&ev[0]));
-    OSP_CUDA_CHECK(cudaEventCreate(&ev[1]));
+    constexpr int reps = 5;
+    cudaEvent_t ev[2 * reps];
+    for (auto& e : ev) OSP_CUDA_CHECK(cudaEventCreate(&e));
     float best_ms = 0.0f, first_ms = 0.0f;
     int best = 0;
     for (int i = 0; i < n_res; i++) {
@@ -199,18 +212,25 @@ void Gemm::lt_choose(LtPlan& plan, float* out, const void* xh, const void* w, in
                                   &res[i].algo, workspace_, ws, stream_);
         };
         if (once() != CUBLAS_STATUS_SUCCESS) continue;
-        constexpr int reps = 5;
-        OSP_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
-        for (int r = 0; r < reps; r++) once();
-        OSP_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
-        OSP_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+        for (int r = 0; r < reps; r++) {
+            OSP_CUDA_CHECK(cudaMemsetAsync(flush, r, flush_bytes, stream_));
+            OSP_CUDA_CHECK(cudaEventRecord(ev[2 * r], stream_));
+            once();
+            OSP_CUDA_CHECK(cudaEventRecord(ev[2 * r + 1], stream_));
+        }
+        OSP_CUDA_CHECK(cudaEventSynchronize(ev[2 * reps - 1]));
         float ms = 0.0f;
-        OSP_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
-        if (i == 0) first_ms = best_ms = ms;
+        for (int r = 0; r < reps; r++) {
+            float t = 0.0f;
+            OSP_CUDA_CHECK(cudaEventElapsedTime(&t, ev[2 * r], ev[2 * r + 1]));
+            ms += t;
+        }
+        if (first_ms == 0.0f) first_ms = best_ms = ms, best = i;  // the first candidate that ran
         else if (ms < best_ms && ms < first_ms * 0.97f) best_ms = ms, best = i;
     }
-    cudaEventDestroy(ev[0]);
-    cudaEventDestroy(ev[1]);
+    for (auto& e : ev) cudaEventDestroy(e);
+    OSP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    cudaFree(flush);
     plan.algo = res[best].algo;
     tuned_[bucket] = plan.algo;
     if (gemm_log()) {
