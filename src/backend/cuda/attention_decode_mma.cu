@@ -6,10 +6,9 @@
 // is: the block's 4 warps take 16-key chunks of the split in turn (warp w: chunks w, w + 4, ...; chunks at key
 // indices aligned to 16, keys outside the split masked), each keeps an online softmax over its chunks, and at the
 // end the warps' states are merged in warp order (in shared memory, after a block barrier) into the split's partial
-// (max, sum, weighted V) in the scratch area. The block that writes a sequence's last partials (all of them
-// when it holds every split; otherwise the last of its blocks to finish, found by an arrival counter) then merges
-// them in split order (decode_split_weights / decode_merge_column, the merge kernel's own arithmetic) and writes
-// the normalized output, so no merge kernel runs.
+// (max, sum, weighted V) in the scratch area. When the block holds all of its sequence's splits it then merges
+// them in split order itself (decode_split_weights / decode_merge_column, the merge kernel's own arithmetic) and
+// writes the normalized output, so no merge kernel runs for it; otherwise the merge kernel (attention.cu) does.
 // So a token's result is bit-identical for every G, i.e. whatever batch it is in.
 // Rows: a row block holds up to 8 query heads of the KV head, and the m16 of mma.sync m16n8k16 holds their f16
 // heads (rows 0-7) and tails (rows 8-15) of q times scale, so one mma computes both products of a head (a thread
@@ -75,6 +74,7 @@ __device__ __forceinline__ void split_half2(float x0, float x1, uint32_t& head, 
 
 template <int HDP>
 __global__ void __launch_bounds__(kThreads, 2) decode_mma_kernel(PagedAttentionArgs a, DecodePartials part) {
+    pdl_release();  // the next product may start its weight loads
     using Sh = DecodeMmaShape<HDP>;
     constexpr int ST = Sh::ST, NS = Sh::NS, SO = Sh::SO;
     const int s = blockIdx.x;
@@ -287,29 +287,10 @@ __global__ void __launch_bounds__(kThreads, 2) decode_mma_kernel(PagedAttentionA
         // Merged in warp order into the split's partial.
         merge_warp_states<kWarps>(st_ml, st_o, sr, SO, n_rows, hd, tid, kThreads, a, part, s, h0, z0 + li);
     }
-    // The next product may now launch and start its weight loads: released only once the block's keys are done,
-    // as its blocks, resident early, would take the SMs' room from the later blocks of a large batch.
-    pdl_release();
-    if (!whole) {
-        if (part.arrivals == nullptr) return;  // the merge kernel merges this sequence
-        // The sequence's splits are spread over several blocks: the last to finish merges them. Each thread's
-        // partials are made visible device-wide before the block counts itself in (threadFenceReduction pattern;
-        // the merging block has never read the other blocks' partials, so no stale copy of them is cached).
-        __threadfence();
-        __syncthreads();
-        bool last = false;
-        if (tid == 0) {
-            int* counter = part.arrivals + int64_t(s) * gridDim.y + blockIdx.y;
-            const int n_blocks = (n_split + gs - 1) / gs;
-            last = atomicAdd(counter, 1) == n_blocks - 1;
-            if (last) *counter = 0;  // every other block of the sequence has counted: ready for the next launch
-        }
-        if (!__syncthreads_or(last)) return;
-        __threadfence();
-    }
-    // This block holds the sequence's last partials: merge all n_split of them in split order with the merge
-    // kernel's arithmetic (decode_split_weights once per row into the drained rings, then decode_merge_column's
-    // fma chain), each thread's kCols columns at once so that their loads from L2 are all in flight together.
+    if (!whole) return;
+    // The block held every split of its sequence: merge them in split order with the merge kernel's arithmetic
+    // (decode_split_weights once per row into the drained rings, then decode_merge_column's fma chain) from the
+    // partials it just wrote, each thread's kCols columns at once so that their loads are all in flight together.
     __syncthreads();
     constexpr int kW = kDecodeMaxSplits + 1;  // per row: the split weights, then 1 / their weighted sum
     float* w_s = reinterpret_cast<float*>(rings);
@@ -366,8 +347,8 @@ void launch_mma_hdp(const PagedAttentionArgs& a, DecodePartials& part, cudaStrea
     }
     gs = std::min(gs, g_max);
     part.splits_per_block = gs;
-    // A sequence of at most gs splits is whole in its block; with arrival counters, the last block merges the others.
-    part.block_merged_splits = part.arrivals != nullptr ? part.n_split_max : gs;
+    // A sequence of at most gs splits is whole in its block.
+    part.block_merged_splits = gs;
     const unsigned n_z = unsigned((part.n_split_max + gs - 1) / gs);
     const dim3 grid(unsigned(a.n_seqs), unsigned(a.n_kv_heads * n_rb), n_z);
     const auto kernel = decode_mma_kernel<HDP>;
