@@ -86,6 +86,12 @@ class Server:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
 
+    def remove_log(self):
+        """Deletes the server's log (OSPREY_KEEP_SERVER_LOGS=1 keeps it, for a look after the run)."""
+        self.log.close()
+        if os.environ.get("OSPREY_KEEP_SERVER_LOGS") != "1":
+            pathlib.Path(self.log.name).unlink(missing_ok=True)
+
 
 @pytest.fixture(scope="session")
 def osprey_binary():
@@ -109,6 +115,7 @@ def start_server(osprey_binary):
     yield start
     for s in servers:
         s.stop()
+        s.remove_log()
 
 
 @pytest.fixture(scope="session")

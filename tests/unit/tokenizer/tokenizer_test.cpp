@@ -31,10 +31,19 @@ Tokenizer load_gguf(const std::string& path) {
     return Tokenizer::from_gguf(g);
 }
 
+// Files under one directory per test process, removed when the process exits.
 std::string write_temp(const std::string& name, const std::string& content) {
-    const auto dir = std::filesystem::temp_directory_path() / ("osprey_tok_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    const auto path = dir / name;
+    struct TempDir {
+        std::filesystem::path path =
+            std::filesystem::temp_directory_path() / ("osprey_tok_test_" + std::to_string(::getpid()));
+        ~TempDir() {
+            std::error_code ec;
+            std::filesystem::remove_all(path, ec);
+        }
+    };
+    static const TempDir dir;
+    std::filesystem::create_directories(dir.path);
+    const auto path = dir.path / name;
     std::ofstream(path, std::ios::binary) << content;
     return path.string();
 }
