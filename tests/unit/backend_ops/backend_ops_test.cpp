@@ -266,7 +266,8 @@ TEST_F(BackendOps, RmsNorm) {
 }
 
 TEST_F(BackendOps, GatedActivation) {
-    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(256) * 1536}) {
+    // n % 4 == 0: the 16-byte path; 1 and 1001: the scalar one.
+    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(1001), int64_t(256) * 1536}) {
         const std::vector<float> g = random_floats(size_t(n), 31, -8, 8), u = random_floats(size_t(n), 32);
         for (Activation act : {Activation::Silu, Activation::GeluTanh}) {
             DevTensor gg(gpu(), DType::F32, {n}, g.data()), ug(gpu(), DType::F32, {n}, u.data());

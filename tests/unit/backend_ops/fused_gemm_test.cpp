@@ -22,9 +22,11 @@ double act_ref(double g, Activation act) {
 }  // namespace
 
 TEST_F(BackendOps, FusedGemmOfBackToBackWeights) {
-    for (DType dt : {DType::BF16, DType::F16, DType::F32, DType::Q8_0, DType::Q4_K}) {
+    // Gate/up of 37 rows (the activation's scalar path) and of 64 (its 16-byte path).
+    for (DType dt : {DType::BF16, DType::F16, DType::F32, DType::Q8_0, DType::Q4_K})
+    for (int64_t nf : {int64_t(37), int64_t(64)}) {
         const int64_t K = is_quantized(dt) ? 4096 : 512;
-        const int64_t ns[3] = {96, 37, 37};
+        const int64_t ns[3] = {96, nf, nf};
         std::vector<std::vector<uint8_t>> w;
         std::vector<uint8_t> all;  // the three back to back
         for (int i = 0; i < 3; i++) {
@@ -50,7 +52,7 @@ TEST_F(BackendOps, FusedGemmOfBackToBackWeights) {
                 ref[size_t(i)].resize(size_t(M * ns[i]));
                 cpu::matmul_ref(ref[size_t(i)].data(), x.data(), dt, w[size_t(i)].data(), M, ns[i], K);
             }
-            const std::string what = fmt::format("{} M={} K={}", dtype_name(dt), M, K);
+            const std::string what = fmt::format("{} M={} K={} gate/up rows {}", dtype_name(dt), M, K, nf);
             for (bool back_to_back : {true, false}) {
                 std::vector<std::unique_ptr<DevTensor>> outs;
                 for (int i = 0; i < 3; i++) outs.emplace_back(new DevTensor(gpu(), DType::F32, {M, ns[i]}));
