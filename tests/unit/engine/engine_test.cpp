@@ -314,21 +314,35 @@ TEST_P(EngineModes, StaticBatchesKeepFinishedRowsUntilTheBatchEnds) {
         reqs.back().params.ignore_eos = true;
     }
     EngineConfig cont = small_config(GetParam()), stat = cont;
-    cont.max_num_seqs = stat.max_num_seqs = 4;
+    cont.max_num_seqs = stat.max_num_seqs = 5;
     stat.scheduling = SchedulingPolicy::Static;
+    // Each engine first gets a longer request and the four are submitted once it runs: a static batch forms only
+    // when the engine is idle and takes every waiting request, so the four then make one batch whatever the
+    // threads' timing (submitted one by one to an idle engine, a static batch could start with only some of them).
+    GenerationRequest first = request("first", kPrompts[4], 40);
+    first.params.ignore_eos = true;
+    auto behind_first = [&](Engine& e) {
+        auto f = std::async(std::launch::async, [&e, first] { return generate_blocking(e, first); });
+        for (int i = 0; i < 2000 && e.stats().n_steps == 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        std::vector<RequestOutput> out = run_concurrently(e, reqs);
+        f.get();
+        return out;
+    };
     Engine ec(*L.m.model, *L.m.tokenizer, cont);
-    const std::vector<RequestOutput> a = run_concurrently(ec, reqs);
+    const std::vector<RequestOutput> a = behind_first(ec);
     Engine es(*L.m.model, *L.m.tokenizer, stat);
-    const std::vector<RequestOutput> b = run_concurrently(es, reqs);
+    const std::vector<RequestOutput> b = behind_first(es);
     for (size_t i = 0; i < reqs.size(); i++) {
         EXPECT_EQ(a[i].token_ids, b[i].token_ids) << i;
         EXPECT_EQ(b[i].n_completion_tokens, lengths[i]);
     }
     EXPECT_EQ(blocks_used_when_idle(es), 0);
-    // Rows of decode-only steps: continuous computes each sequence's own (at most 3 + 7 + 15 + 23 = 48, plus a
-    // dropped row per sequence with async scheduling); static also the finished ones' rows until the longest is
-    // done (up to (23 - 3) + (23 - 7) + (23 - 15) = 44 more; steps that still prefill a prompt are not counted).
+    // Rows of decode-only steps: continuous computes each sequence's own (at most 39 for the first request and
+    // 3 + 7 + 15 + 23 = 48 for the four, plus a dropped row per sequence with async scheduling); static also the
+    // finished ones' rows until the longest of their batch is done ((23 - 3) + (23 - 7) + (23 - 15) = 44 more, or
+    // more still for any of the four that joined the first request's batch; steps that still prefill a prompt are
+    // not counted).
     const int64_t rows_c = ec.stats().decode_step_tokens, rows_s = es.stats().decode_step_tokens;
-    EXPECT_LE(rows_c, 48 + 4);
+    EXPECT_LE(rows_c, 39 + 48 + 5);
     EXPECT_GE(rows_s, rows_c + 20) << rows_c << " " << rows_s;
 }
