@@ -46,7 +46,7 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int idx) {
+void ThreadPool::worker_loop(int) {
     uint64_t seen = 0;
     for (;;) {
         if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
@@ -57,9 +57,22 @@ void ThreadPool::worker_loop(int idx) {
         }
         seen = generation_.load(std::memory_order_acquire);
         if (stop_.load(std::memory_order_acquire)) return;
-        (*job_)(idx, n_threads_);
-        if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst))
-            pending_.notify_one();
+        // The job current now (a later one than `seen` announced, if this worker was slow: it helps with that).
+        run_shares(uint32_t(claim_.load(std::memory_order_acquire) >> 32));
+    }
+}
+
+void ThreadPool::run_shares(uint32_t job) {
+    for (;;) {
+        uint64_t v = claim_.load(std::memory_order_acquire);
+        if (uint32_t(v >> 32) != job || uint32_t(v) >= uint32_t(n_threads_)) return;
+        if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+        // The claim succeeded while `job` was current, so job_ is its function (the caller replaces job_ only
+        // after every share of it is done) and stays alive until this share is counted.
+        (*job_)(int(uint32_t(v)), n_threads_);
+        if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == n_threads_ &&
+            caller_sleeping_.load(std::memory_order_seq_cst))
+            done_.notify_one();
     }
 }
 
@@ -69,13 +82,15 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
         return;
     }
     job_ = &fn;
-    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes job_ and pending_
+    done_.store(0, std::memory_order_relaxed);
+    const uint32_t job = ++job_number_;
+    claim_.store(uint64_t(job) << 32, std::memory_order_seq_cst);  // publishes job_ and done_
+    generation_.fetch_add(1, std::memory_order_seq_cst);
     if (n_sleeping_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
-    fn(0, n_threads_);
-    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    run_shares(job);
+    if (!spin_until([&] { return done_.load(std::memory_order_acquire) == n_threads_; })) {
         caller_sleeping_.store(true, std::memory_order_seq_cst);
-        for (int v; (v = pending_.load(std::memory_order_seq_cst)) != 0;) pending_.wait(v, std::memory_order_seq_cst);
+        for (int v; (v = done_.load(std::memory_order_seq_cst)) != n_threads_;) done_.wait(v, std::memory_order_seq_cst);
         caller_sleeping_.store(false, std::memory_order_relaxed);
     }
 }

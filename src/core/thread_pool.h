@@ -1,5 +1,5 @@
 // ThreadPool: a fixed set of worker threads that run one parallel-for at a time (fork/join).
-// The calling thread takes part as worker 0, so a pool of n threads starts n - 1 workers.
+// The calling thread takes part, so a pool of n threads starts n - 1 workers.
 // Work is split into n_threads contiguous chunks by index, so a given index always lands in the same chunk
 // for a given n (deterministic partitioning). Not re-entrant: call parallel_for from one thread at a time.
 #pragma once
@@ -21,7 +21,10 @@ class ThreadPool {
 
     int n_threads() const { return n_threads_; }
 
-    // fn(thread_idx, n_threads): each thread runs once; the callee splits the work.
+    // fn(idx, n_threads) once for every idx in [0, n_threads); the callee splits the work by idx. Shares are
+    // claimed, not assigned: the caller runs share 0 (or whichever it claims first) and then any share no worker has
+    // started, so a worker the OS has not scheduled yet (a machine busy with other processes) does not stall the
+    // job. Which thread runs a share must not change its result.
     void run(const std::function<void(int, int)>& fn);
 
     // fn(begin, end) over [0, n) in contiguous chunks, each a multiple of `grain` (except the last).
@@ -34,6 +37,7 @@ class ThreadPool {
 
   private:
     void worker_loop(int idx);
+    void run_shares(uint32_t job);  // claims and runs shares of job `job` until none is left
 
     int n_threads_;
     struct alignas(64) ChunkRun {  // parallel_chunks' per-thread run of chunks, reused across calls
@@ -41,9 +45,11 @@ class ThreadPool {
     };
     std::vector<ChunkRun> chunk_runs_;
     std::vector<std::thread> workers_;
-    const std::function<void(int, int)>* job_ = nullptr;  // published by the generation_ increment
-    std::atomic<uint64_t> generation_{0};  // one increment per job (and at shutdown)
-    std::atomic<int> pending_{0};          // workers still running the current job
+    const std::function<void(int, int)>* job_ = nullptr;  // published by the claim_ store
+    uint32_t job_number_ = 0;              // the caller's count of jobs
+    std::atomic<uint64_t> claim_{0};       // (job number << 32) | the next unclaimed share of that job
+    std::atomic<int> done_{0};             // shares of the current job finished
+    std::atomic<uint64_t> generation_{0};  // one increment per job (and at shutdown): wakes the workers
     std::atomic<int> n_sleeping_{0};       // workers blocked in generation_.wait
     std::atomic<bool> caller_sleeping_{false};
     std::atomic<bool> stop_{false};

@@ -69,3 +69,22 @@ TEST(ThreadPool, ParallelChunksRunsEveryChunkOnceWithStealing) {
         }
     }
 }
+
+TEST(ThreadPool, RunGivesEveryShareExactlyOnceAcrossManyJobs) {
+    // Shares are claimed by whichever thread comes first (the caller takes those no worker has started): over many
+    // short jobs, with workers often still asleep or late, each share of each job must still run exactly once and
+    // the job must see all of them done when run() returns.
+    ThreadPool pool(4);
+    std::vector<std::atomic<int>> hits(4);
+    for (int job = 0; job < 20000; job++) {
+        for (auto& h : hits) h.store(0, std::memory_order_relaxed);
+        std::atomic<int> sink{0};
+        pool.run([&](int idx, int n) {
+            ASSERT_EQ(n, 4);
+            if (job % 7 == 0)
+                for (int spin = 0; spin < 200 * idx; spin++) sink.fetch_add(1, std::memory_order_relaxed);
+            hits[size_t(idx)].fetch_add(1, std::memory_order_relaxed);
+        });
+        for (int i = 0; i < 4; i++) ASSERT_EQ(hits[size_t(i)].load(), 1) << "job " << job << " share " << i;
+    }
+}
