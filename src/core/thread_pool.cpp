@@ -36,29 +36,32 @@ ThreadPool::ThreadPool(int n_threads) {
     if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
     n_threads_ = n_threads;
     chunk_runs_ = std::vector<ChunkRun>(static_cast<size_t>(n_threads_));
-    for (int i = 1; i < n_threads_; i++) workers_.emplace_back([this, i] { worker_loop(i); });
+    for (int i = 1; i < n_threads_; i++) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
     stop_.store(true, std::memory_order_seq_cst);
-    generation_.fetch_add(1, std::memory_order_seq_cst);
-    generation_.notify_all();
+    // A job number no worker has seen, with no share left to claim: wakes every worker, which then stops.
+    claim_.store((uint64_t(job_number_ + 1) << 32) | uint32_t(n_threads_), std::memory_order_seq_cst);
+    claim_.notify_all();
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int) {
-    uint64_t seen = 0;
+void ThreadPool::worker_loop() {
+    uint32_t seen = 0;  // the last job this worker took part in (job numbers start at 1)
+    auto current = [&] { return uint32_t(claim_.load(std::memory_order_acquire) >> 32); };
     for (;;) {
-        if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
+        if (!spin_until([&] { return current() != seen; })) {
             n_sleeping_.fetch_add(1, std::memory_order_seq_cst);
-            generation_.wait(seen, std::memory_order_seq_cst);  // returns at once if a job came meanwhile
+            // Woken by run()'s notify; a share claimed meanwhile changes claim_ too (a spurious wake-up, looped on).
+            for (uint64_t v; uint32_t((v = claim_.load(std::memory_order_seq_cst)) >> 32) == seen;)
+                claim_.wait(v, std::memory_order_seq_cst);
             n_sleeping_.fetch_sub(1, std::memory_order_seq_cst);
-            if (generation_.load(std::memory_order_acquire) == seen) continue;  // spurious wake-up
         }
-        seen = generation_.load(std::memory_order_acquire);
         if (stop_.load(std::memory_order_acquire)) return;
-        // The job current now (a later one than `seen` announced, if this worker was slow: it helps with that).
-        run_shares(uint32_t(claim_.load(std::memory_order_acquire) >> 32));
+        // The job current now (a later one than the one that woke this worker, if it was slow: it helps with that).
+        seen = current();
+        run_shares(seen);
     }
 }
 
@@ -84,9 +87,8 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     job_ = &fn;
     done_.store(0, std::memory_order_relaxed);
     const uint32_t job = ++job_number_;
-    claim_.store(uint64_t(job) << 32, std::memory_order_seq_cst);  // publishes job_ and done_
-    generation_.fetch_add(1, std::memory_order_seq_cst);
-    if (n_sleeping_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
+    claim_.store(uint64_t(job) << 32, std::memory_order_seq_cst);  // publishes job_ and done_; wakes the workers
+    if (n_sleeping_.load(std::memory_order_seq_cst) > 0) claim_.notify_all();
     run_shares(job);
     if (!spin_until([&] { return done_.load(std::memory_order_acquire) == n_threads_; })) {
         caller_sleeping_.store(true, std::memory_order_seq_cst);

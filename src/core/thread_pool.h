@@ -36,7 +36,7 @@ class ThreadPool {
     void parallel_chunks(int64_t n_chunks, const std::function<void(int64_t)>& fn);
 
   private:
-    void worker_loop(int idx);
+    void worker_loop();
     void run_shares(uint32_t job);  // claims and runs shares of job `job` until none is left
 
     int n_threads_;
@@ -47,10 +47,9 @@ class ThreadPool {
     std::vector<std::thread> workers_;
     const std::function<void(int, int)>* job_ = nullptr;  // published by the claim_ store
     uint32_t job_number_ = 0;              // the caller's count of jobs
-    std::atomic<uint64_t> claim_{0};       // (job number << 32) | the next unclaimed share of that job
+    std::atomic<uint64_t> claim_{0};       // (job number << 32) | the next unclaimed share; workers wait on it
     std::atomic<int> done_{0};             // shares of the current job finished
-    std::atomic<uint64_t> generation_{0};  // one increment per job (and at shutdown): wakes the workers
-    std::atomic<int> n_sleeping_{0};       // workers blocked in generation_.wait
+    std::atomic<int> n_sleeping_{0};       // workers blocked in claim_.wait
     std::atomic<bool> caller_sleeping_{false};
     std::atomic<bool> stop_{false};
 };
