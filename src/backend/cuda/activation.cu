@@ -37,8 +37,7 @@ __global__ void gated_vec4_kernel(float4* out, const float4* gate, const float4*
 
 template <GatedAct A>
 void launch_gated(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream) {
-    const bool vec4 = n % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
-                      reinterpret_cast<uintptr_t>(gate) % 16 == 0 && reinterpret_cast<uintptr_t>(up) % 16 == 0;
+    const bool vec4 = n % 4 == 0 && aligned16(out, gate, up);
     if (vec4)
         gated_vec4_kernel<A><<<grid_1d(n / 4, 256), 256, 0, stream>>>(reinterpret_cast<float4*>(out),
                                                                       reinterpret_cast<const float4*>(gate),
@@ -67,8 +66,7 @@ __global__ void gated_fused_kernel(float* out, const float* gu, int64_t rows, in
 
 template <GatedAct A>
 void launch_fused(float* out, const float* gu, int64_t rows, int64_t cols, cudaStream_t stream) {
-    const bool vec4 = cols % 4 == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0 &&
-                      reinterpret_cast<uintptr_t>(out) % 16 == 0;
+    const bool vec4 = cols % 4 == 0 && aligned16(gu, out);
     const int64_t per_row = vec4 ? cols / 4 : cols;
     constexpr int kThreads = 256;
     const dim3 grid(unsigned((per_row + kThreads - 1) / kThreads), unsigned(std::min<int64_t>(rows, 65535)));

@@ -10,6 +10,12 @@
 
 namespace osprey::backend::cuda {
 
+// Whether every pointer is 16-byte aligned (float4 / uint4 access).
+template <typename... P>
+inline bool aligned16(const P*... p) {
+    return ((reinterpret_cast<uintptr_t>(p) | ...) % 16) == 0;
+}
+
 // Blocks for a grid-stride loop over n items (at least 1, at most 65535 * 16).
 inline unsigned grid_1d(int64_t n, int threads) {
     const int64_t blocks = (n + threads - 1) / threads;

@@ -97,8 +97,7 @@ template <bool kAdd>
 void launch(float* out, float* x, const float* delta, const float* w, int64_t rows, int64_t d, float eps,
             cudaStream_t stream) {
     if (rows <= 0) return;
-    const bool aligned = (reinterpret_cast<uintptr_t>(out) | reinterpret_cast<uintptr_t>(x) |
-                          reinterpret_cast<uintptr_t>(delta) | reinterpret_cast<uintptr_t>(w)) % 16 == 0;
+    const bool aligned = aligned16(out, x, delta, w);
     if (d % 4 == 0 && d <= int64_t(4) * kThreads * kMaxVecPerThread && aligned)
         launch_kernel(rms_norm_vec_kernel<kAdd>, dim3(unsigned(rows)), kThreads, 0, stream, pdl_enabled(PdlKind::Norm),
                       out, x, delta, w, d, eps);
